@@ -1,0 +1,24 @@
+"""Shared test helpers: the real fixtures in ../shared/fixtures and small hand-made nets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED_FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """The real files made by other people's tools; skip when ../shared is absent (a user's clone)."""
+    if not SHARED_FIXTURES.is_dir():
+        pytest.skip(f"real fixtures not found at {SHARED_FIXTURES} (they live beside the repository, not in it)")
+    return SHARED_FIXTURES
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+    yield
