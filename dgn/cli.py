@@ -1,0 +1,205 @@
+"""The ``dgn`` command line: argument parsing only; the work is done by the library.
+
+Bad input gives one line on stderr (``dgn: error: ...``), exit status 2, and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from dgn.errors import DGNError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump
+        raise DGNError(message)
+
+
+def _add_model_options(p: argparse.ArgumentParser, generator: bool = True) -> None:
+    if generator:
+        p.add_argument("--generator", default="deepsim-fc6", help="generator name (default: deepsim-fc6)")
+    p.add_argument("--classifier", default="caffenet", help="classifier name (default: caffenet)")
+    p.add_argument("--random-weights", action="store_true", help="seeded random weights (smoke tests, benchmarks)")
+    p.add_argument("--weights-dir", default=None, help="directory with weights copied by hand (also $DGN_WEIGHTS_DIR)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
+
+
+def _add_synthesis_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", action="append", required=True, metavar="LAYER:UNIT[@Y,X]",
+                   help="unit to maximise; repeatable; ranges allowed (fc8:0-9)")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--restarts", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=16, help="rows optimised together")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bounds", default=None,
+                   help="code upper bounds: a file (one line of numbers), a registry name, or a number")
+    p.add_argument("--lr-start", type=float, default=8.0)
+    p.add_argument("--lr-end", type=float, default=1e-10)
+    p.add_argument("--decay", type=float, default=0.99)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--post-relu", action="store_true", help="maximise the unit after its ReLU (default: before)")
+    p.add_argument("--fit", choices=["auto", "crop", "resize"], default="auto",
+                   help="how generator images are fitted to the classifier's input size")
+    p.add_argument("--display", choices=["act_max", "mean"], default="act_max",
+                   help="image mapping: the original's clip(-120,120)/240+0.5, or adding the mean")
+    p.add_argument("--no-rf-crop", action="store_true", help="do not crop spatial units' images to the receptive field")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished rows")
+    p.add_argument("--out", required=True, help="output directory")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="dgn", description="Preferred inputs of neurons through a deep generator network prior.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("synthesize", help="DGN-AM: optimise generator codes to maximise units")
+    _add_model_options(p)
+    _add_synthesis_options(p)
+
+    p = sub.add_parser("layers", help="list a model's layers, aliases and output shapes")
+    p.add_argument("model", help="a classifier or generator name")
+
+    p = sub.add_parser("bounds", help="per-code-unit upper bounds round(mean + k*std) from a folder of images")
+    _add_model_options(p, generator=False)
+    p.add_argument("--layer", default="fc6")
+    p.add_argument("--images", required=True, help="folder of images (class subfolders allowed)")
+    p.add_argument("--k", type=float, default=3.0, help="standard deviations above the mean (default 3)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--out", required=True, help="bounds file to write")
+    return parser
+
+
+# ----- commands -----------------------------------------------------------------------------------
+def _resolve_bounds(value: str | None, code_units: int, weights_dir: str | None):
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    from dgn.bounds import read_bounds
+
+    path = Path(value)
+    if not path.exists():
+        from dgn import weights
+
+        try:
+            path = weights.download(value, weights_dir=weights_dir)
+        except DGNError as err:
+            raise DGNError(f"--bounds {value!r} is neither a number, a file, nor an available registry entry ({err})") from None
+    return read_bounds(path, code_units)
+
+
+def _cmd_synthesize(args: argparse.Namespace) -> int:
+    import math
+
+    from tqdm import tqdm
+
+    from dgn.models import load_classifier, load_generator
+    from dgn.outputs import RunWriter
+    from dgn.synthesis import DGNAM, ActMaxSettings
+    from dgn.targets import expand_targets
+
+    settings = ActMaxSettings(
+        steps=args.steps, lr_start=args.lr_start, lr_end=args.lr_end, decay=args.decay, precision=args.precision,
+        fit_mode=args.fit, post_relu=args.post_relu, crop_receptive_field=not args.no_rf_crop,
+    )
+    targets = [t for text in args.target for t in expand_targets(text)]
+    generator = load_generator(args.generator, args.random_weights, args.seed, args.weights_dir)
+    classifier = load_classifier(args.classifier, args.random_weights, args.seed, args.weights_dir)
+    bounds = _resolve_bounds(args.bounds, math.prod(generator.code_shape), args.weights_dir)
+    dgnam = DGNAM(generator, classifier, settings, args.device)
+    rows = dgnam.plan(targets, args.restarts, args.seed)
+    config = dgnam.describe()
+    config.update(targets=targets, restarts=args.restarts, seed=args.seed, bounds=args.bounds,
+                  random_weights=args.random_weights, display=args.display)
+    writer = RunWriter(args.out, config, resume=args.resume, display=args.display)
+    skip = writer.done_keys()
+    todo = sum(1 for r in rows if r.key not in skip)
+    with tqdm(total=todo * settings.steps, unit="step", desc="synthesize", disable=None) as bar:
+        def progress(rows_stepped: int) -> None:
+            bar.update(rows_stepped)
+
+        def on_chunk(part) -> None:
+            writer.write(part, dgnam)
+            bar.set_postfix(rows=len(writer.rows))
+
+        dgnam.synthesize(targets, args.restarts, args.seed, args.batch_size, bounds, skip, on_chunk, progress)
+    manifest = writer.finish(order=[r.key for r in rows])
+    _print_summary(manifest["rows"], Path(args.out))
+    return 0
+
+
+def _print_summary(rows: list[dict], out: Path) -> None:
+    print(f"{'target':<22} {'restart':>7} {'start':>9} {'end':>9} {'best':>9}")
+    for r in rows[:40]:
+        print(f"{r['target']:<22} {r['restart']:>7} {r['act_start']:>9.3f} {r['act_end']:>9.3f} {r['act_best']:>9.3f}")
+    if len(rows) > 40:
+        print(f"... {len(rows) - 40} more rows in {out / 'manifest.json'}")
+    print(f"wrote {len(rows)} images, montage.png and manifest.json to {out}")
+
+
+def _cmd_layers(args: argparse.Namespace) -> int:
+    from dgn import models
+    from dgn.layers import layer_table
+
+    if args.model in models.names("generator"):
+        module = models.load_generator(args.model, random_weights=True).module
+        arch = models.ARCHITECTURES[args.model]
+        shape = arch.code_shape
+    else:
+        classifier = models.load_classifier(args.model, random_weights=True)
+        module, shape = classifier.module, models.input_shape(classifier)
+    print(f"{'name':<28} {'alias':<10} {'type':<20} output shape")
+    for row in layer_table(module, shape):
+        out_shape = "x".join(map(str, row["shape"])) if row["shape"] else "-"
+        print(f"{row['name']:<28} {row['alias']:<10} {row['type']:<20} {out_shape}")
+    return 0
+
+
+def _cmd_bounds(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from dgn.bounds import activation_stats, bounds_from_stats, write_bounds
+    from dgn.data import ImageFolderDataset, load_images
+    from dgn.models import load_classifier
+    from dgn.synthesis import resolve_device
+
+    classifier = load_classifier(args.classifier, args.random_weights, 0, args.weights_dir)
+    root = Path(args.images)
+    if not root.is_dir():
+        raise DGNError(f"--images {root} is not a directory")
+    paths = [item[2] for item in ImageFolderDataset(root).samples]
+    if not paths:
+        raise DGNError(f"no images found under {root}")
+    size = classifier.space.size
+    batches = (load_images(paths[i : i + args.batch_size], size=size) for i in range(0, len(paths), args.batch_size))
+    batches = tqdm(batches, total=-(-len(paths) // args.batch_size), desc="bounds", disable=None)
+    mean, std, count = activation_stats(classifier, args.layer, batches, device=resolve_device(args.device))
+    bounds = bounds_from_stats(mean, std, args.k)
+    write_bounds(args.out, bounds)
+    print(f"{bounds.numel()} bounds from {count} images: min {bounds.min():.0f}, median {bounds.median():.0f}, "
+          f"max {bounds.max():.0f} -> {args.out}")
+    return 0
+
+
+COMMANDS = {"synthesize": _cmd_synthesize, "layers": _cmd_layers, "bounds": _cmd_bounds}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dgn`` console script."""
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except DGNError as err:
+        print(f"dgn: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dgn: interrupted; finished rows are saved (use --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Classic CNN visualisations built on the same layer addressing and pixel spaces."""

@@ -1,0 +1,229 @@
+"""Generators and classifiers by name: architecture, pixel space, and weights.
+
+A :class:`Generator` maps codes to images in its declared pixel space; a :class:`Classifier`
+declares the pixel space and size of its input. ``load_generator`` / ``load_classifier`` build the
+named architecture and load its weights from the registry (``dgn.weights``), or give it seeded
+random weights (``random_weights=True``) for smoke tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from dgn import spaces
+from dgn.errors import DGNError
+from dgn.nets.caffenet import CaffeNet
+from dgn.nets.deepsim import DeePSimGenerator
+from dgn.spaces import PixelSpace
+
+CIFAR10_RESNET = PixelSpace("cifar10-resnet", "RGB", 1.0, spaces.IMAGENET_MEAN_RGB, spaces.IMAGENET_STD_RGB, (32, 32))
+
+
+@dataclass
+class Generator:
+    """A code -> image network and what its output means.
+
+    Attributes:
+        module: the network; takes (B, *code_shape), returns (B, C, H, W) in ``space``.
+        space: pixel space of the output (with its size).
+        code_shape: shape of one code.
+        name: registry / architecture name.
+        default_upper_bound: scalar code upper bound used when no bounds file is given.
+        weights_sha256: checksum of the loaded weights, or ``"random:<seed>"``.
+    """
+
+    module: nn.Module
+    space: PixelSpace
+    code_shape: tuple[int, ...]
+    name: str
+    default_upper_bound: float = 12.0
+    weights_sha256: str = ""
+
+    def __call__(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.module(codes)
+
+    def to(self, device: torch.device | str) -> Generator:
+        self.module.to(device)
+        return self
+
+
+@dataclass
+class Classifier:
+    """A network whose units we visualise, with the pixel space and size of its input."""
+
+    module: nn.Module
+    space: PixelSpace
+    name: str
+    weights_sha256: str = ""
+    class_names: list[str] = field(default_factory=list)
+
+    def to(self, device: torch.device | str) -> Classifier:
+        self.module.to(device)
+        return self
+
+
+# The default scalar upper bound for fc6-like codes: the median of the original 3-sigma bounds file
+# (act_range/3x/fc6.txt: min 3, median 12, max 17). Used only when no bounds file is given.
+DEEPSIM_DEFAULT_UPPER = 12.0
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """How to build one named network."""
+
+    kind: str  # "generator" or "classifier"
+    build: Callable[[], nn.Module]
+    space: PixelSpace
+    code_shape: tuple[int, ...] = ()
+
+
+def _torchvision(name: str) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        import torchvision
+
+        kwargs: dict = {"weights": None}
+        if name == "googlenet":
+            kwargs.update(aux_logits=False, init_weights=False)
+        return getattr(torchvision.models, name)(**kwargs)
+
+    return build
+
+
+def _resnet20() -> nn.Module:
+    from dgn.nets.resnet_cifar import resnet20_cifar10
+
+    return resnet20_cifar10()
+
+
+_CAFFE_256 = spaces.CAFFE_BGR_IMAGENET.with_size((256, 256))
+_TV_224 = spaces.TORCHVISION_IMAGENET.with_size((224, 224))
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "deepsim-fc6": Architecture("generator", lambda: DeePSimGenerator("fc6"), _CAFFE_256, (4096,)),
+    "deepsim-fc7": Architecture("generator", lambda: DeePSimGenerator("fc7"), _CAFFE_256, (4096,)),
+    "deepsim-fc8": Architecture("generator", lambda: DeePSimGenerator("fc8"), _CAFFE_256, (1000,)),
+    "deepsim-pool5": Architecture("generator", lambda: DeePSimGenerator("pool5"), _CAFFE_256, (256, 6, 6)),
+    "caffenet": Architecture("classifier", CaffeNet, spaces.CAFFE_BGR_IMAGENET.with_size((227, 227))),
+    "alexnet": Architecture("classifier", _torchvision("alexnet"), _TV_224),
+    "vgg16": Architecture("classifier", _torchvision("vgg16"), _TV_224),
+    "googlenet": Architecture("classifier", _torchvision("googlenet"), _TV_224),
+    "resnet50": Architecture("classifier", _torchvision("resnet50"), _TV_224),
+    "resnet20-cifar10": Architecture("classifier", _resnet20, CIFAR10_RESNET),
+}
+
+
+def names(kind: str) -> list[str]:
+    """Architecture names of one kind ("generator" or "classifier")."""
+    return [n for n, a in ARCHITECTURES.items() if a.kind == kind]
+
+
+def _architecture(name: str, kind: str) -> Architecture:
+    arch = ARCHITECTURES.get(name)
+    if arch is None or arch.kind != kind:
+        raise DGNError(f"unknown {kind} {name!r}; valid: {', '.join(names(kind))}")
+    return arch
+
+
+def _init_generator_randomly(module: nn.Module) -> None:
+    """He initialisation for leaky ReLU 0.3 (as DeePSim's msra fillers), with a visible output scale."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            fan_mode = "fan_out" if isinstance(layer, nn.ConvTranspose2d) else "fan_in"
+            nn.init.kaiming_normal_(layer.weight, a=0.3, mode=fan_mode, nonlinearity="leaky_relu")
+            nn.init.zeros_(layer.bias)
+    last = getattr(module, "deconv0", None)
+    if last is not None:
+        with torch.no_grad():
+            last.weight.mul_(40.0)  # about +-40 on the 0..255 scale: images with visible contrast
+
+
+def _init_classifier_randomly(module: nn.Module) -> None:
+    """He initialisation, so a random CaffeNet's deep units respond like a trained net's (not ~0)."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d)):
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+
+
+def state_dict_sha256(state: dict[str, torch.Tensor]) -> str:
+    """A checksum of a state_dict's names and values (independent of the file format)."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
+        digest.update(key.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _build(name: str, kind: str, random_weights: bool, seed: int, weights_dir: str | None) -> tuple[nn.Module, str]:
+    arch = _architecture(name, kind)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        module = arch.build()
+        if random_weights and kind == "generator":
+            _init_generator_randomly(module)
+        elif random_weights and isinstance(module, CaffeNet):
+            _init_classifier_randomly(module)
+    if random_weights:
+        sha = f"random:{seed}"
+    else:
+        from dgn import weights
+
+        state = weights.load_state_dict(name, weights_dir=weights_dir)
+        load_checked(module, state, name)
+        sha = state_dict_sha256(state)
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module, sha
+
+
+def load_checked(module: nn.Module, state: dict[str, torch.Tensor], name: str) -> None:
+    """Load a state_dict, raising a DGNError that names the first missing, unexpected or mis-shaped layer."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+        if unexpected:
+            parts.append(f"unexpected {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
+        raise DGNError(f"weights for {name!r} do not match the architecture: {'; '.join(parts)}")
+    for key, tensor in state.items():
+        if tuple(own[key].shape) != tuple(tensor.shape):
+            raise DGNError(
+                f"weights for {name!r}: layer {key!r} has shape {tuple(tensor.shape)}, expected {tuple(own[key].shape)}"
+            )
+    module.load_state_dict(state)
+
+
+def load_generator(
+    name: str, random_weights: bool = False, seed: int = 0, weights_dir: str | None = None
+) -> Generator:
+    """Build a named generator (see ``names("generator")``) with real or seeded random weights."""
+    arch = _architecture(name, "generator")
+    module, sha = _build(name, "generator", random_weights, seed, weights_dir)
+    return Generator(module, arch.space, arch.code_shape, name, DEEPSIM_DEFAULT_UPPER, sha)
+
+
+def load_classifier(
+    name: str, random_weights: bool = False, seed: int = 0, weights_dir: str | None = None
+) -> Classifier:
+    """Build a named classifier (see ``names("classifier")``) with real or seeded random weights."""
+    arch = _architecture(name, "classifier")
+    module, sha = _build(name, "classifier", random_weights, seed, weights_dir)
+    return Classifier(module, arch.space, name, sha)
+
+
+def input_shape(classifier: Classifier) -> tuple[int, int, int]:
+    """(C, H, W) of the classifier's input."""
+    if classifier.space.size is None:
+        raise DGNError(f"classifier {classifier.name!r} does not declare an input size")
+    return (classifier.space.channels, *classifier.space.size)

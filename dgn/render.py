@@ -1,0 +1,85 @@
+"""PNG writing (atomic), display mapping, and labelled montages."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from dgn.spaces import PixelSpace, display_rgb01
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write a file so that readers see either the old content or the whole new one, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def to_uint8(image: torch.Tensor, space: PixelSpace, style: str = "act_max") -> np.ndarray:
+    """One image (C, H, W) in ``space`` -> HxWx3 uint8 RGB for viewing.
+
+    ``style="act_max"`` is the original's mapping for Caffe spaces (see ``spaces.display_rgb01``); other
+    spaces always use the faithful mean-add decode.
+    """
+    if style == "act_max" and space.scale != 255.0:
+        style = "mean"
+    rgb = display_rgb01(image.detach().float().unsqueeze(0), space, style)[0]
+    return (rgb.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def save_png(path: str | Path, array: np.ndarray) -> None:
+    """Save an HxWx3 (or HxW) uint8 array as PNG, atomically."""
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def montage(
+    images: Sequence[np.ndarray],
+    labels: Sequence[str] | None = None,
+    columns: int | None = None,
+    tile: int = 128,
+    pad: int = 4,
+) -> np.ndarray:
+    """Lay out images in a grid of ``tile``-sized cells with a caption line under each.
+
+    Returns:
+        An HxWx3 uint8 array.
+    """
+    count = len(images)
+    if count == 0:
+        return np.full((tile, tile, 3), 255, np.uint8)
+    columns = columns or int(np.ceil(np.sqrt(count)))
+    rows = int(np.ceil(count / columns))
+    caption = 14 if labels else 0
+    cell_h, cell_w = tile + caption + pad, tile + pad
+    canvas = Image.new("RGB", (columns * cell_w + pad, rows * cell_h + pad), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, array in enumerate(images):
+        r, c = divmod(i, columns)
+        picture = Image.fromarray(array).convert("RGB").resize((tile, tile), Image.Resampling.LANCZOS)
+        x0, y0 = pad + c * cell_w, pad + r * cell_h
+        canvas.paste(picture, (x0, y0))
+        if labels:
+            draw.text((x0 + 1, y0 + tile + 1), str(labels[i])[: max(4, tile // 6)], fill=(0, 0, 0))
+    return np.asarray(canvas)

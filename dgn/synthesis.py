@@ -1,0 +1,412 @@
+"""DGN-AM code optimisation: many targets x restarts in one batch.
+
+The data path of one step, for a batch of rows (one row = one target x restart)::
+
+    codes -> generator -> spaces.convert(to the classifier's space and size)
+          -> classifier, stopped after the deepest target layer
+          -> objective: each row's own unit -> one value per row
+          -> gradient w.r.t. the codes -> code += lr * g / mean|g| (per row)
+          -> clip to [0, upper bound] -> x decay
+
+The defaults reproduce the original act_max (Nguyen et al., 2016): 200 steps, lr linear from 8
+to 1e-10, bounds [0, upper], decay 0.99, NaN steps skipped, a row with a zero gradient stops.
+Rows are independent, so a batch gives the same result as its rows run one by one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from dgn import spaces
+from dgn.errors import DGNError
+from dgn.inspect.receptive import receptive_field
+from dgn.layers import forward_to, resolve_layer
+from dgn.models import Classifier, Generator, input_shape
+from dgn.objectives import UnitObjective
+from dgn.targets import Target, as_target, resolve_target
+
+
+@dataclass(frozen=True)
+class ActMaxSettings:
+    """Hyper-parameters of the code optimisation (defaults: the original act_max scripts).
+
+    Attributes:
+        steps: iterations per row.
+        lr_start, lr_end: the step size goes linearly from ``lr_start`` (step 0) towards ``lr_end``
+            (reached after ``steps`` steps, as act_max computes it).
+        decay: multiply the code by this after clipping (the original's "L2" 0.99); 1 disables.
+        lower_bound: clip codes below at this (0: fc6 codes are post-ReLU); None disables.
+        precision: "fp32" or "bf16" (autocast; meant for CUDA).
+        fit_mode: how generator images are cropped/resized to the classifier (see ``spaces.fit``).
+        post_relu: maximise the unit after ReLU instead of before (the original: before).
+        crop_receptive_field: crop saved images of spatial units to the unit's receptive field.
+    """
+
+    steps: int = 200
+    lr_start: float = 8.0
+    lr_end: float = 1e-10
+    decay: float = 0.99
+    lower_bound: float | None = 0.0
+    precision: str = "fp32"
+    fit_mode: str = "auto"
+    post_relu: bool = False
+    crop_receptive_field: bool = True
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise DGNError(f"steps must be >= 1, got {self.steps}")
+        if self.precision not in ("fp32", "bf16"):
+            raise DGNError(f"unknown precision {self.precision!r}; valid: fp32, bf16")
+        if not 0 < self.decay <= 1:
+            raise DGNError(f"decay must be in (0, 1], got {self.decay}")
+
+    def lr(self, step: int) -> float:
+        return self.lr_start + (self.lr_end - self.lr_start) * step / self.steps
+
+
+@dataclass(frozen=True)
+class Row:
+    """One optimisation: a target, a restart index and the seed of its initial code."""
+
+    target: Target
+    restart: int
+    seed: int
+    label: str  # the target as the user wrote it
+
+    @property
+    def key(self) -> str:
+        return f"{self.target}#r{self.restart}"
+
+    @property
+    def slug(self) -> str:
+        return f"{self.target.slug}_r{self.restart:02d}"
+
+
+@dataclass
+class RowsResult:
+    """Results for a list of rows (a chunk, or a whole run), in row order.
+
+    ``codes_last`` produced the final image (the last iterate, before its update, as act_max returns
+    it); ``codes_best`` the iterate with the highest activation. ``view_boxes`` give, per row, the box
+    of the generator image to show (the classifier's view, or a spatial unit's receptive field).
+    """
+
+    rows: list[Row]
+    codes_last: torch.Tensor
+    codes_best: torch.Tensor
+    act_start: torch.Tensor
+    act_end: torch.Tensor
+    act_best: torch.Tensor
+    best_step: torch.Tensor
+    view_boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+
+    @staticmethod
+    def concat(parts: Sequence[RowsResult]) -> RowsResult:
+        if not parts:
+            raise DGNError("no rows to combine")
+        cat = lambda name: torch.cat([getattr(p, name) for p in parts])  # noqa: E731
+        return RowsResult(
+            [r for p in parts for r in p.rows],
+            cat("codes_last"),
+            cat("codes_best"),
+            cat("act_start"),
+            cat("act_end"),
+            cat("act_best"),
+            cat("best_step"),
+            [b for p in parts for b in p.view_boxes],
+        )
+
+
+def initial_codes(seeds: Iterable[int], code_shape: Sequence[int]) -> torch.Tensor:
+    """One N(0, 1) code per seed, drawn exactly as act_max did (``np.random.seed(s); normal(0, 1)``).
+
+    The draw happens on the CPU in float64, so it is the same on every device.
+    """
+    codes = [np.random.RandomState(seed).normal(0, 1, (1, *code_shape)) for seed in seeds]
+    return torch.from_numpy(np.concatenate(codes)).float()
+
+
+def plan_rows(targets: Sequence[Target], labels: Sequence[str], restarts: int, seed: int) -> list[Row]:
+    """Every (target, restart) row; restart r of every target starts from seed ``seed + r``.
+
+    With one restart and seed 0 each target starts from the original act_max's initial code.
+    """
+    if restarts < 1:
+        raise DGNError(f"restarts must be >= 1, got {restarts}")
+    return [Row(t, r, seed + r, label) for t, label in zip(targets, labels) for r in range(restarts)]
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` or "auto": CUDA when available, else CPU; otherwise the named device."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise DGNError(f"unknown device {device!r}; valid: auto, cpu, cuda, cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise DGNError("device 'cuda' requested but CUDA is not available; use --device cpu")
+    return resolved
+
+
+def upper_bound_tensor(bound: float | torch.Tensor | None, code_shape: Sequence[int]) -> torch.Tensor | None:
+    """Per-code-unit upper bounds of shape ``code_shape`` (from a scalar or a tensor), or None."""
+    if bound is None:
+        return None
+    tensor = torch.as_tensor(bound, dtype=torch.float32)
+    if tensor.dim() == 0:
+        return tensor.expand(*code_shape).clone()
+    if tensor.numel() != math.prod(code_shape):
+        raise DGNError(f"bounds have {tensor.numel()} values but the generator's code has {math.prod(code_shape)} units")
+    return tensor.reshape(*code_shape)
+
+
+class DGNAM:
+    """Synthesise preferred inputs of classifier units through a generator prior (DGN-AM).
+
+    Args:
+        generator: the image prior (e.g. ``load_generator("deepsim-fc6")``).
+        classifier: the network whose units are visualised.
+        settings: optimisation hyper-parameters; the defaults are the original's.
+        device: "auto" (CUDA when available), "cpu", "cuda", ...
+
+    Example::
+
+        dgnam = DGNAM(load_generator("deepsim-fc6"), load_classifier("caffenet"))
+        result = dgnam.synthesize(["fc8:945", "conv5:12"], restarts=2)
+        images = dgnam.render(result.codes_last, result.view_boxes)
+    """
+
+    def __init__(
+        self,
+        generator: Generator,
+        classifier: Classifier,
+        settings: ActMaxSettings | None = None,
+        device: str | torch.device | None = "auto",
+    ) -> None:
+        self.settings = settings or ActMaxSettings()
+        self.device = resolve_device(device)
+        self.generator = generator.to(self.device)
+        self.classifier = classifier.to(self.device)
+        self.generator.module.eval()
+        self.classifier.module.eval()
+        self._shapes: dict[str, tuple[int, ...]] = {}
+        self._rf_cache: dict[tuple[str, tuple[int, int]], tuple[int, int, int, int]] = {}
+
+    # ----- targets -------------------------------------------------------------------------------
+    def layer_shape(self, layer: str) -> tuple[int, ...]:
+        """Output shape (without batch) of a layer of the classifier."""
+        name = resolve_layer(self.classifier.module, layer)
+        if name not in self._shapes:
+            x = torch.zeros(1, *input_shape(self.classifier), device=self.device)
+            with torch.no_grad():
+                self._shapes[name] = tuple(forward_to(self.classifier.module, x, [name])[name].shape[1:])
+        return self._shapes[name]
+
+    def resolve(self, target: str | Target) -> Target:
+        """Validate a target against the classifier and fill in its canonical layer and position."""
+        target = as_target(target)
+        shape = self.layer_shape(target.layer)
+        return resolve_target(self.classifier.module, target, shape)
+
+    def plan(self, targets: Sequence[str | Target], restarts: int = 1, seed: int = 0) -> list[Row]:
+        """Resolve targets and lay out one row per (target, restart)."""
+        if not targets:
+            raise DGNError("no targets given; write at least one, e.g. fc8:1")
+        labels = [str(t) for t in targets]
+        resolved = [self.resolve(t) for t in targets]
+        return plan_rows(resolved, labels, restarts, seed)
+
+    # ----- the optimisation ----------------------------------------------------------------------
+    def image_for_classifier(self, codes: torch.Tensor) -> torch.Tensor:
+        """G(codes) converted to the classifier's pixel space and input size."""
+        images = self.generator(codes)
+        return spaces.convert(images, self.generator.space, self.classifier.space, self.settings.fit_mode)
+
+    def optimise(
+        self,
+        rows: Sequence[Row],
+        upper_bound: float | torch.Tensor | None = None,
+        objective: Callable | None = None,
+        codes: torch.Tensor | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> RowsResult:
+        """Run the act_max loop on ``rows`` as one batch.
+
+        Args:
+            rows: the rows (see :meth:`plan`); all run together, so mind the memory.
+            upper_bound: scalar or per-code-unit upper bounds; None uses the generator's default.
+            objective: per-row objective; default maximises each row's target unit.
+            codes: initial codes (B, *code_shape); default from each row's seed.
+            progress: called after each step with the number of rows it advanced (for progress bars).
+        """
+        s = self.settings
+        code_shape = self.generator.code_shape
+        objective = objective or UnitObjective([r.target for r in rows], s.post_relu)
+        if codes is None:
+            codes = initial_codes([r.seed for r in rows], code_shape)
+        code = codes.to(self.device, torch.float32).clone()
+        bound = upper_bound if upper_bound is not None else self.generator.default_upper_bound
+        upper = upper_bound_tensor(bound, code_shape)
+        upper = upper.to(self.device) if upper is not None else None
+        batch = code.shape[0]
+        per_row = (batch,) + (1,) * len(code_shape)
+
+        active = torch.ones(batch, dtype=torch.bool, device=self.device)
+        act_start = torch.zeros(batch, device=self.device)
+        act_end = torch.zeros(batch, device=self.device)
+        act_best = torch.full((batch,), -math.inf, device=self.device)
+        best_step = torch.zeros(batch, dtype=torch.long, device=self.device)
+        codes_best = code.clone()
+        codes_last = code.clone()
+        for step in range(s.steps):
+            live = code.detach().requires_grad_(True)
+            with _autocast(self.device, s.precision):
+                acts = forward_to(self.classifier.module, self.image_for_classifier(live), objective.layers)
+                values = objective(acts, live)
+            (grad,) = torch.autograd.grad(values.sum(), live)
+            values = values.detach().float()
+
+            # Bookkeeping on the iterate that was just evaluated (before its update).
+            if step == 0:
+                act_start = values.clone()
+            frozen = ~active
+            act_end = torch.where(frozen, act_end, values)
+            codes_last = torch.where(frozen.view(per_row), codes_last, code)
+            better = (values > act_best) & active
+            act_best = torch.where(better, values, act_best)
+            best_step = torch.where(better, torch.full_like(best_step, step), best_step)
+            codes_best = torch.where(better.view(per_row), code, codes_best)
+
+            grad = grad.float()
+            scale = grad.abs().flatten(1).mean(1)
+            finite = torch.isfinite(grad).flatten(1).all(1) & torch.isfinite(scale)
+            moving = active & finite & (scale > 0)
+            updated = code + s.lr(step) * grad / scale.clamp_min(1e-30).view(per_row)
+            if s.lower_bound is not None:
+                updated = updated.clamp_min(s.lower_bound)
+            if upper is not None:
+                updated = torch.minimum(updated, upper)
+            updated = updated * s.decay
+            code = torch.where(moving.view(per_row), updated, code)
+            active = active & ~(finite & (scale == 0))  # act_max stops when the gradient vanishes
+            if progress is not None:
+                progress(batch)
+        return RowsResult(
+            list(rows),
+            codes_last.cpu(),
+            codes_best.cpu(),
+            act_start.cpu(),
+            act_end.cpu(),
+            act_best.cpu(),
+            best_step.cpu(),
+            [self.view_box(r.target) for r in rows],
+        )
+
+    def synthesize(
+        self,
+        targets: Sequence[str | Target],
+        restarts: int = 1,
+        seed: int = 0,
+        batch_size: int = 16,
+        upper_bound: float | torch.Tensor | None = None,
+        skip: Iterable[str] = (),
+        on_chunk: Callable[[RowsResult], None] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> RowsResult | None:
+        """Optimise every (target, restart) row in chunks of ``batch_size`` rows.
+
+        Args:
+            targets: e.g. ``["fc8:945", "conv5:12@6,6"]``.
+            restarts: rows per target; restart r starts from seed ``seed + r``.
+            seed: base seed.
+            batch_size: rows per batch (memory vs speed); results do not depend on it.
+            upper_bound: scalar or per-code-unit upper bounds (None: the generator's default).
+            skip: row keys (``Row.key``) to leave out, e.g. rows a resumed run already finished.
+            on_chunk: called with each finished chunk's results (to write them as they come).
+            progress: called after each step with the number of rows it advanced.
+
+        Returns:
+            All rows' results in order, or None when every row was skipped.
+        """
+        if batch_size < 1:
+            raise DGNError(f"batch size must be >= 1, got {batch_size}")
+        skip = set(skip)
+        rows = [r for r in self.plan(targets, restarts, seed) if r.key not in skip]
+        parts = []
+        for start in range(0, len(rows), batch_size):
+            part = self.optimise(rows[start : start + batch_size], upper_bound, progress=progress)
+            if on_chunk is not None:
+                on_chunk(part)
+            parts.append(part)
+        return RowsResult.concat(parts) if parts else None
+
+    # ----- images --------------------------------------------------------------------------------
+    def view_box(self, target: Target) -> tuple[int, int, int, int]:
+        """Box (top, left, h, w) of the generator image to show for a target.
+
+        The region the classifier sees; for a spatial unit (with ``crop_receptive_field``) the part of
+        it inside the unit's receptive field, found by one backward pass.
+        """
+        gen_size = self.generator.space.size or (0, 0)
+        (top, left, h, w), _ = spaces.fit_region(gen_size, self.classifier.space.size, self.settings.fit_mode)
+        if target.position is None or not self.settings.crop_receptive_field:
+            return top, left, h, w
+        key = (target.layer, target.position)
+        if key not in self._rf_cache:
+            self._rf_cache[key] = receptive_field(
+                self.classifier.module, target.layer, target.position, input_shape(self.classifier)
+            )
+        rf_top, rf_left, rf_h, rf_w = self._rf_cache[key]
+        in_h, in_w = self.classifier.space.size
+        sy, sx = h / in_h, w / in_w
+        return (
+            top + round(rf_top * sy),
+            left + round(rf_left * sx),
+            max(1, round(rf_h * sy)),
+            max(1, round(rf_w * sx)),
+        )
+
+    @torch.no_grad()
+    def render(
+        self, codes: torch.Tensor, boxes: Sequence[tuple[int, int, int, int]], batch_size: int = 16
+    ) -> list[torch.Tensor]:
+        """Generator images (in the generator's space) of ``codes``, each cropped to its box."""
+        out: list[torch.Tensor] = []
+        for start in range(0, codes.shape[0], batch_size):
+            images = self.generator(codes[start : start + batch_size].to(self.device)).float().cpu()
+            for image, (top, left, h, w) in zip(images, boxes[start : start + batch_size]):
+                out.append(image[:, top : top + h, left : left + w])
+        return out
+
+    @torch.no_grad()
+    def activations(self, codes: torch.Tensor, rows: Sequence[Row]) -> torch.Tensor:
+        """Each row's objective value for given codes (e.g. to re-check saved codes)."""
+        objective = UnitObjective([r.target for r in rows], self.settings.post_relu)
+        with _autocast(self.device, self.settings.precision):
+            acts = forward_to(self.classifier.module, self.image_for_classifier(codes.to(self.device)), objective.layers)
+            return objective(acts).float().cpu()
+
+    def describe(self) -> dict:
+        """The configuration, for a manifest."""
+        return {
+            "method": "dgn-am",
+            "generator": {"name": self.generator.name, "weights_sha256": self.generator.weights_sha256,
+                          "space": self.generator.space.name, "code_shape": list(self.generator.code_shape)},
+            "classifier": {"name": self.classifier.name, "weights_sha256": self.classifier.weights_sha256,
+                           "space": self.classifier.space.name, "input_size": list(self.classifier.space.size or ())},
+            "settings": asdict(self.settings),
+            "device": str(self.device),
+        }
