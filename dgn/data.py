@@ -130,17 +130,16 @@ def extract_archive(path: str | os.PathLike, dest: str | os.PathLike) -> Path:
     if not archive.is_file():
         raise DGNError(f"archive {archive} does not exist")
     try:
-        tar = tarfile.open(archive, "r:*")
-    except tarfile.TarError as err:
-        raise DGNError(f"{archive} is not a readable tar archive: {err}") from None
-    with tar:
-        members = tar.getmembers()
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        root = dest_dir.resolve()
-        for member in members:
-            _safe_member(member, root, archive)
-        kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-        tar.extractall(root, members=members, **kwargs)
+        with tarfile.open(archive, "r:*") as tar:
+            members = tar.getmembers()
+            dest_dir.mkdir(parents=True, exist_ok=True)
+            root = dest_dir.resolve()
+            for member in members:
+                _safe_member(member, root, archive)
+            kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            tar.extractall(root, members=members, **kwargs)
+    except (tarfile.TarError, EOFError) as err:
+        raise DGNError(f"cannot extract {archive}: {err}") from None
     return dest_dir
 
 
