@@ -17,7 +17,17 @@ from torch.utils.data import Dataset
 
 from dgn.errors import DGNError
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff")
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".gif",
+    ".webp",
+    ".ppm",
+    ".tif",
+    ".tiff",
+)
 
 
 def _is_image(path: Path, extensions: tuple[str, ...]) -> bool:
@@ -69,7 +79,9 @@ class ImageFolderDataset(Dataset):
         self.class_to_idx: dict[str, int] = {c: i for i, c in enumerate(self.classes)}
         if class_dirs:
             self.samples: list[tuple[Path, int]] = [
-                (path, label) for label, d in enumerate(class_dirs) for path in _images_under(d, self.extensions)
+                (path, label)
+                for label, d in enumerate(class_dirs)
+                for path in _images_under(d, self.extensions)
             ]
         else:
             self.samples = [(p, -1) for p in loose]
@@ -143,7 +155,9 @@ def extract_archive(path: str | os.PathLike, dest: str | os.PathLike) -> Path:
     return dest_dir
 
 
-def load_images(paths: Sequence[str | os.PathLike], size: int | tuple[int, int] | None = None) -> torch.Tensor:
+def load_images(
+    paths: Sequence[str | os.PathLike], size: int | tuple[int, int] | None = None
+) -> torch.Tensor:
     """Load images as one RGB float tensor (N, 3, H, W) in 0..1.
 
     Args:
@@ -163,6 +177,8 @@ def load_images(paths: Sequence[str | os.PathLike], size: int | tuple[int, int] 
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         sizes = sorted(f"{s[1]}x{s[0]}" for s in shapes)
-        raise DGNError(f"images have different sizes ({', '.join(sizes[:4])}); pass size=(H, W) to resize them")
+        raise DGNError(
+            f"images have different sizes ({', '.join(sizes[:4])}); pass size=(H, W) to resize them"
+        )
     batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
     return batch.float().div_(255.0)

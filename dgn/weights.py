@@ -106,7 +106,9 @@ def _entry_from_json(obj: Mapping[str, Any], where: str) -> WeightsEntry:
     name = obj["name"]
     src = dict(obj["source"])
     if src.get("type") not in SOURCE_TYPES:
-        raise DGNError(f"registry {where}: {name!r} has source type {src.get('type')!r}; valid: {', '.join(SOURCE_TYPES)}")
+        raise DGNError(
+            f"registry {where}: {name!r} has source type {src.get('type')!r}; valid: {', '.join(SOURCE_TYPES)}"
+        )
     needs = {"hf": ("repo", "filename"), "url": ("url",), "torchvision": ("weights",)}[src["type"]]
     if any(not src.get(k) for k in needs):
         raise DGNError(f"registry {where}: {name!r} source {src['type']} needs {', '.join(needs)}")
@@ -120,7 +122,9 @@ def _entry_from_json(obj: Mapping[str, Any], where: str) -> WeightsEntry:
         raise DGNError(f"registry {where}: {name!r} sha256 must be 64 lowercase hex digits or null")
     space = obj.get("pixel_space")
     if space is not None and space not in PIXEL_SPACES:
-        raise DGNError(f"registry {where}: {name!r} has pixel_space {space!r}; valid: {', '.join(PIXEL_SPACES)}")
+        raise DGNError(
+            f"registry {where}: {name!r} has pixel_space {space!r}; valid: {', '.join(PIXEL_SPACES)}"
+        )
     code_shape = obj.get("code_shape")
     input_size = obj.get("input_size")
     return WeightsEntry(
@@ -340,7 +344,9 @@ def _torchvision_weights(entry: WeightsEntry):
 
         return torchvision.models.get_weight(str(entry.source.weights))
     except Exception as err:  # noqa: BLE001 - unknown enum names raise several types
-        raise DGNError(f"torchvision has no weights {entry.source.weights!r} for {entry.name!r}: {_one_line(err)}") from None
+        raise DGNError(
+            f"torchvision has no weights {entry.source.weights!r} for {entry.name!r}: {_one_line(err)}"
+        ) from None
 
 
 def _torchvision_url(entry: WeightsEntry) -> str:
@@ -404,7 +410,11 @@ def _fetch_hf(entry: WeightsEntry, force: bool) -> Path:
     try:
         return Path(hf_hub_download(**kwargs))
     except Exception as err:  # noqa: BLE001 - network, offline-cache and hub errors all end here
-        reason = "offline (HF_HUB_OFFLINE / DGN_OFFLINE) and not in the Hugging Face cache" if offline else _one_line(err)
+        reason = (
+            "offline (HF_HUB_OFFLINE / DGN_OFFLINE) and not in the Hugging Face cache"
+            if offline
+            else _one_line(err)
+        )
         raise _missing(entry, reason) from None
 
 
@@ -413,7 +423,9 @@ def _verify(entry: WeightsEntry, file: Path) -> str:
     actual = sha256_file(file)
     if entry.sha256 is not None:
         if actual != entry.sha256:
-            raise DGNError(f"checksum mismatch for {file} ({entry.name}): expected sha256 {entry.sha256}, got {actual}")
+            raise DGNError(
+                f"checksum mismatch for {file} ({entry.name}): expected sha256 {entry.sha256}, got {actual}"
+            )
         return actual
     recorded = recorded_sha256(entry.name)
     if recorded is not None and actual != recorded:
@@ -472,7 +484,9 @@ def download(name: str, weights_dir: str | os.PathLike | None = None, force: boo
     source = entry.source
     if source.type == "hf":
         fetched = _fetch_hf(entry, force)
-        return _store(entry, fetched, _verify(entry, fetched), f"hf://{source.repo}@{source.revision}/{source.filename}")
+        return _store(
+            entry, fetched, _verify(entry, fetched), f"hf://{source.repo}@{source.revision}/{source.filename}"
+        )
     if _offline():
         raise _missing(entry, "offline (DGN_OFFLINE / HF_HUB_OFFLINE) and not found locally")
     url = entry.url
@@ -528,7 +542,9 @@ def load_bounds_file(file: str | os.PathLike, n_units: int | None = None) -> tor
     if not torch.isfinite(values).all():
         raise DGNError(f"bounds file {file} contains non-finite values")
     if n_units is not None and values.numel() != n_units:
-        raise DGNError(f"bounds file {file} has {values.numel()} values, expected {n_units} (one per code unit)")
+        raise DGNError(
+            f"bounds file {file} has {values.numel()} values, expected {n_units} (one per code unit)"
+        )
     return values
 
 
@@ -564,7 +580,9 @@ def describe(weights_dir: str | os.PathLike | None = None) -> list[dict[str, Any
                 "cached": local is not None,
                 "path": str(local) if local is not None else None,
                 "sha256": entry.sha256 or recorded,
-                "sha256_from": "registry" if entry.sha256 else ("recorded on first download" if recorded else None),
+                "sha256_from": "registry"
+                if entry.sha256
+                else ("recorded on first download" if recorded else None),
                 "size": entry.size,
                 "source": entry.source.type,
             }
