@@ -46,6 +46,7 @@ class ActMaxSettings:
         fit_mode: how generator images are cropped/resized to the classifier (see ``spaces.fit``).
         post_relu: maximise the unit after ReLU instead of before (the original: before).
         crop_receptive_field: crop saved images of spatial units to the unit's receptive field.
+        stop_early: stop the classifier's forward pass after the deepest target layer.
     """
 
     steps: int = 200
@@ -57,6 +58,7 @@ class ActMaxSettings:
     fit_mode: str = "auto"
     post_relu: bool = False
     crop_receptive_field: bool = True
+    stop_early: bool = True
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -274,7 +276,8 @@ class DGNAM:
         for step in range(s.steps):
             live = code.detach().requires_grad_(True)
             with _autocast(self.device, s.precision):
-                acts = forward_to(self.classifier.module, self.image_for_classifier(live), objective.layers)
+                image = self.image_for_classifier(live)
+                acts = forward_to(self.classifier.module, image, objective.layers, s.stop_early)
                 values = objective(acts, live)
             (grad,) = torch.autograd.grad(values.sum(), live)
             values = values.detach().float()
