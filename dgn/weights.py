@@ -260,14 +260,15 @@ def read_checkpoint(file: str | os.PathLike, architecture: str = "") -> dict[str
     try:
         obj = torch.load(file, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DGNError(
-            f"refusing to load {file}: it holds Python objects other than tensors and dgn never runs pickled code "
-            f"(torch.load weights_only=True said: {first})"
-        ) from None
+        detail = _unpickler_detail(err)
+        if "global" in detail.lower():
+            raise DGNError(
+                f"refusing to load {file}: it holds Python objects other than tensors ({detail}); dgn reads "
+                "checkpoints with torch.load(weights_only=True) and never runs pickled code"
+            ) from None
+        raise DGNError(f"cannot read checkpoint {file}: {detail}") from None
     except Exception as err:  # noqa: BLE001 - torch raises many types for damaged files
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DGNError(f"cannot read checkpoint {file}: {type(err).__name__}: {first}") from None
+        raise DGNError(f"cannot read checkpoint {file}: {_one_line(err)}") from None
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping):
@@ -292,6 +293,15 @@ def read_checkpoint(file: str | os.PathLike, architecture: str = "") -> dict[str
     if not state:
         raise DGNError(f"checkpoint {file} holds no tensors")
     return _own_storage(state)
+
+
+def _unpickler_detail(err: BaseException) -> str:
+    """The reason inside torch's weights-only error (without its advice to load unsafely)."""
+    text = str(err)
+    match = re.search(r"WeightsUnpickler error:\s*(.+)", text, re.DOTALL)
+    reason = match.group(1) if match else text
+    reason = reason.strip().splitlines()[0] if reason.strip() else type(err).__name__
+    return reason.split(". ")[0].rstrip(".")
 
 
 def _own_storage(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
