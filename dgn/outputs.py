@@ -62,11 +62,17 @@ class RunWriter:
         """Keys of the rows already finished (to pass as ``skip``)."""
         return {row["key"] for row in self.rows}
 
-    def write(self, part: RowsResult, dgnam: DGNAM) -> None:
-        """Write one finished chunk: images, codes, then the updated manifest."""
-        space = dgnam.generator.space
-        last = dgnam.render(part.codes_last, part.view_boxes)
-        best = dgnam.render(part.codes_best, part.view_boxes)
+    def write(self, part: RowsResult, method: DGNAM) -> None:
+        """Write one finished chunk: images, codes, then the updated manifest.
+
+        Args:
+            part: the chunk's results.
+            method: what produced them; anything with ``render(codes, boxes)`` and ``output_space``
+                (``DGNAM``, or an image-space method whose "codes" are images).
+        """
+        space = method.output_space
+        last = method.render(part.codes_last, part.view_boxes)
+        best = method.render(part.codes_best, part.view_boxes)
         for i, row in enumerate(part.rows):
             image = f"images/{row.slug}.png"
             image_best = f"images/{row.slug}_best.png"

@@ -356,6 +356,11 @@ class DGNAM:
             parts.append(part)
         return RowsResult.concat(parts) if parts else None
 
+    @property
+    def output_space(self) -> spaces.PixelSpace:
+        """Pixel space of the images :meth:`render` returns."""
+        return self.generator.space
+
     # ----- images --------------------------------------------------------------------------------
     def view_box(self, target: Target) -> tuple[int, int, int, int]:
         """Box (top, left, h, w) of the generator image to show for a target.
