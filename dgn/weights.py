@@ -31,7 +31,7 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -319,14 +319,16 @@ def _own_storage(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def _atomic_target(final: Path):
+def _atomic_target(final: Path) -> Path:
+    """A new empty temporary file beside ``final`` (same filesystem, so os.replace is atomic)."""
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; cached weights are ordinary readable files
     return Path(tmp)
 
 
-def _atomic_write(final: Path, write) -> None:
+def _atomic_write(final: Path, write: Callable[[Path], object]) -> None:
     tmp = _atomic_target(final)
     try:
         write(tmp)
