@@ -17,9 +17,10 @@ from __future__ import annotations
 import math
 import re
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,12 +30,12 @@ from torch import nn
 from dgn.errors import DGNError
 
 __all__ = [
+    "SUPPORTED_LAYER_TYPES",
     "CaffeLayer",
     "CaffeModule",
     "CaffeNet",
     "CaffePool2d",
     "LoadReport",
-    "SUPPORTED_LAYER_TYPES",
     "build_module",
     "caffe_state_dict",
     "inspect_caffemodel",
@@ -307,7 +308,9 @@ def _scalar_from_varint(f: _Field, v: int) -> Any:
     return v
 
 
-def _unpacked_run(buf: bytes, start: int, end: int, tag: int, width: int, dtype: str) -> tuple[np.ndarray, int]:
+def _unpacked_run(
+    buf: bytes, start: int, end: int, tag: int, width: int, dtype: str
+) -> tuple[np.ndarray, int]:
     """Read consecutive unpacked fixed-width records (1-byte ``tag`` + value) starting at ``start``.
 
     Scans in doubling windows so a file that interleaves other fields costs linear time.
@@ -658,7 +661,9 @@ def _coerce(value: Any, f: _Field, where: str) -> Any:
         return _normalise(value, f.sub, where)
     if kind == "enum":
         if isinstance(value, bool) or not isinstance(value, (int, str)):
-            raise DGNError(f"{where}: field {f.name!r} expects one of {sorted(f.sub.values())}, got {value!r}")
+            raise DGNError(
+                f"{where}: field {f.name!r} expects one of {sorted(f.sub.values())}, got {value!r}"
+            )
         return f.sub.get(value, value) if isinstance(value, int) else value
     if kind in ("int", "uint"):
         if isinstance(value, bool) or not isinstance(value, int):
@@ -751,12 +756,19 @@ def _squeeze_legacy(arr: np.ndarray, layer_type: str, index: int) -> np.ndarray:
 
 def _v0_params(v0: dict, layer_type: str) -> dict:
     """Translate a V0 layer's flat fields into the modern *_param messages."""
+
     def pick(**names: str) -> dict:
         return {new: v0[old] for new, old in names.items() if old in v0}
 
     if layer_type == "Convolution":
         p = pick(num_output="num_output", bias_term="biasterm", group="group")
-        p.update({k: [v0[o]] for k, o in (("pad", "pad"), ("kernel_size", "kernelsize"), ("stride", "stride")) if o in v0})
+        p.update(
+            {
+                k: [v0[o]]
+                for k, o in (("pad", "pad"), ("kernel_size", "kernelsize"), ("stride", "stride"))
+                if o in v0
+            }
+        )
         return {"convolution_param": p}
     if layer_type == "InnerProduct":
         return {"inner_product_param": pick(num_output="num_output", bias_term="biasterm")}
@@ -901,13 +913,8 @@ def read_prototxt(path: str | Path) -> CaffeNet:
 
 
 def _net_from_text(text: str) -> CaffeNet:
-    return _net_from_dict(_normalise_net(parse_prototxt_text(text)))[0]
-
-
-def _normalise_net(d: dict) -> dict:
-    out = _normalise(d, _NET, "net")
-    # V1 'type' is an enum: in text it arrives as a bare name, which _normalise keeps as a string.
-    return out
+    # V1 enum types (CONVOLUTION) arrive as bare names, which _normalise keeps as strings.
+    return _net_from_dict(_normalise(parse_prototxt_text(text), _NET, "net"))[0]
 
 
 def inspect_caffemodel(path: str | Path) -> str:
@@ -926,16 +933,16 @@ def inspect_caffemodel(path: str | Path) -> str:
     total = sum(int(b.size) for lay in net.layers for b in lay.blobs)
     rows = [("#", "name", "type", "bottoms -> tops", "blob shapes", "params")]
     for i, lay in enumerate(net.layers):
-        shapes = " ".join("(" + ", ".join(map(str, b.shape)) + ("," if b.ndim == 1 else "") + ")" for b in lay.blobs)
+        shapes = " ".join(
+            "(" + ", ".join(map(str, b.shape)) + ("," if b.ndim == 1 else "") + ")" for b in lay.blobs
+        )
         if any(b.dtype == np.float64 for b in lay.blobs):
             shapes += " float64"
         flow = f"{', '.join(lay.bottoms) or '-'} -> {', '.join(lay.tops) or '-'}"
         count = sum(int(b.size) for b in lay.blobs)
         rows.append((str(i), lay.name, lay.type, flow, shapes or "-", f"{count:,}" if count else "-"))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    lines = [
-        f"Caffe net {net.name!r} ({fmt} layer format): {len(net.layers)} layers, {total:,} parameters"
-    ]
+    lines = [f"Caffe net {net.name!r} ({fmt} layer format): {len(net.layers)} layers, {total:,} parameters"]
     if net.inputs:
         lines.append("inputs: " + ", ".join(f"{k} {v}" for k, v in net.inputs.items()))
     for r in rows:
@@ -946,6 +953,9 @@ def inspect_caffemodel(path: str | Path) -> str:
 # ---------------------------------------------------------------------------------------------
 # PyTorch modules with Caffe semantics
 # ---------------------------------------------------------------------------------------------
+
+
+_NEG_FLT_MAX = float(np.finfo(np.float32).min)
 
 
 def _pool_out_size(size: int, kernel: int, stride: int, pad: int, ceil_mode: bool) -> int:
@@ -961,7 +971,9 @@ class CaffePool2d(nn.Module):
     """Caffe's MAX / AVE pooling, exactly.
 
     Output size is Caffe's (ceil rounding by default, last window never starting in the right
-    padding). MAX ignores padding. AVE divides each window's sum by the window size clipped
+    padding). Unlike PyTorch's ``ceil_mode``, Caffe keeps a last window that starts beyond an
+    unpadded input (possible when stride > kernel); it yields -FLT_MAX (MAX, as in Caffe) or 0 (AVE,
+    where Caffe divides by a window size <= 0 and gets NaN or -0). MAX ignores padding. AVE divides each window's sum by the window size clipped
     to the padded input ``[-pad, H + pad)``, so windows that overhang the padded input count
     fewer elements while the padding itself is counted, as Caffe's ``PoolingLayer`` does.
     """
@@ -1004,7 +1016,11 @@ class CaffePool2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.global_pooling:
-            return x.amax(dim=(-2, -1), keepdim=True) if self.mode == "MAX" else x.mean(dim=(-2, -1), keepdim=True)
+            return (
+                x.amax(dim=(-2, -1), keepdim=True)
+                if self.mode == "MAX"
+                else x.mean(dim=(-2, -1), keepdim=True)
+            )
         h, w = x.shape[-2], x.shape[-1]
         (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.pad
         oh, ow = self.output_size(h, w)
@@ -1014,7 +1030,8 @@ class CaffePool2d(nn.Module):
         rh = max(0, (oh - 1) * sh + kh - ph - h)
         rw = max(0, (ow - 1) * sw + kw - pw - w)
         if self.mode == "MAX":
-            xp = F.pad(x, (pw, rw, ph, rh), value=-math.inf) if (pw or rw or ph or rh) else x
+            # -FLT_MAX, Caffe's initial max: what a window lying wholly outside the input yields
+            xp = F.pad(x, (pw, rw, ph, rh), value=_NEG_FLT_MAX) if (pw or rw or ph or rh) else x
             return F.max_pool2d(xp, (kh, kw), (sh, sw))[..., :oh, :ow]
         xp = F.pad(x, (pw, rw, ph, rh)) if (pw or rw or ph or rh) else x
         sums = F.avg_pool2d(xp, (kh, kw), (sh, sw), divisor_override=1)[..., :oh, :ow]
@@ -1041,7 +1058,9 @@ class _LRNWithinChannel(nn.Module):
         return f"size={self.size}, alpha={self.alpha}, beta={self.beta}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean_sq = F.avg_pool2d(x * x, self.size, stride=1, padding=(self.size - 1) // 2, count_include_pad=True)
+        mean_sq = F.avg_pool2d(
+            x * x, self.size, stride=1, padding=(self.size - 1) // 2, count_include_pad=True
+        )
         return x * (1.0 + self.alpha * mean_sq).pow(-self.beta)
 
 
@@ -1267,7 +1286,9 @@ SUPPORTED_LAYER_TYPES: tuple[str, ...] = (
 )  # fmt: skip
 
 
-def _pair(p: dict, name: str, h_name: str | None, w_name: str | None, default: int | None, where: str) -> tuple[int, int]:
+def _pair(
+    p: dict, name: str, h_name: str | None, w_name: str | None, default: int | None, where: str
+) -> tuple[int, int]:
     """A 2-D (h, w) value from a repeated field ``name`` or from its ``*_h`` / ``*_w`` variants."""
     if h_name is not None and w_name is not None and (h_name in p or w_name in p):
         if h_name not in p or w_name not in p:
@@ -1543,6 +1564,8 @@ def build_module(
     for k, v in inputs.items():
         if not v:
             raise DGNError(f"no shape for net input {k!r}: pass input_shape=(N, C, H, W)")
+        if min(v) <= 0:
+            raise DGNError(f"net input {k!r} has shape {v}; every dimension must be positive")
 
     shapes: dict[str, tuple[int, ...]] = dict(inputs)
     modules: dict[str, nn.Module] = {}
@@ -1592,7 +1615,9 @@ def _state_items(net: CaffeNet, mapping: dict[str, str] | None) -> list[tuple[st
         if prefix in seen:
             raise DGNError(f"layers {seen[prefix]!r} and {lay.name!r} both map to {prefix!r}")
         seen[prefix] = lay.name
-        transpose = lay.type == "InnerProduct" and bool((lay.params.get("inner_product_param") or {}).get("transpose"))
+        transpose = lay.type == "InnerProduct" and bool(
+            (lay.params.get("inner_product_param") or {}).get("transpose")
+        )
         for i, blob in enumerate(lay.blobs):
             arr = blob.T if (transpose and i == 0 and blob.ndim == 2) else blob
             pname = _BLOB_PARAM_NAMES[i] if i < len(_BLOB_PARAM_NAMES) else f"blob{i}"
