@@ -68,17 +68,3 @@ def write_bounds(path: str | Path, bounds: torch.Tensor) -> None:
     values = bounds.flatten().tolist()
     text = " ".join(str(int(v)) if float(v).is_integer() else repr(float(v)) for v in values)
     atomic_write_bytes(path, (text + "\n").encode())
-
-
-def read_bounds(path: str | Path, n_units: int | None = None) -> torch.Tensor:
-    """Read a bounds file: whitespace-separated numbers, one per code unit."""
-    path = Path(path)
-    if not path.is_file():
-        raise DGNError(f"bounds file {path} not found")
-    try:
-        values = [float(v) for v in path.read_text().split()]
-    except ValueError:
-        raise DGNError(f"bounds file {path} must hold whitespace-separated numbers") from None
-    if n_units is not None and len(values) != n_units:
-        raise DGNError(f"bounds file {path} has {len(values)} values; the code has {n_units} units")
-    return torch.tensor(values, dtype=torch.float32)

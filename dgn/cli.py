@@ -68,28 +68,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=float, default=3.0, help="standard deviations above the mean (default 3)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", required=True, help="bounds file to write")
+
+    p = sub.add_parser("weights", help="the registry of pretrained files: list, download, path")
+    p.add_argument("action", choices=["list", "download", "path"])
+    p.add_argument("name", nargs="?", help="registry name (for download and path)")
+    p.add_argument("--weights-dir", default=None, help="directory with files copied by hand (also $DGN_WEIGHTS_DIR)")
+    p.add_argument("--force", action="store_true", help="download / convert again")
+
+    p = sub.add_parser("convert", help="convert original files, e.g. Caffe models, to safetensors")
+    p.add_argument("format", choices=["caffe"])
+    p.add_argument("--caffemodel", help="binary .caffemodel")
+    p.add_argument("--prototxt", help="deploy .prototxt (checked against the weights; needed for --arch generic)")
+    p.add_argument("--arch", help="target architecture: deepsim-fc6/fc7/fc8/pool5, caffenet, or generic")
+    p.add_argument("--inspect", metavar="CAFFEMODEL", help="list a .caffemodel's layers, types and blob shapes")
+    p.add_argument("--out", help="safetensors file to write")
     return parser
 
 
 # ----- commands -----------------------------------------------------------------------------------
-def _resolve_bounds(value: str | None, code_units: int, weights_dir: str | None):
+def _resolve_bounds(value: str | None, generator_name: str, code_units: int, random_weights: bool,
+                    weights_dir: str | None):
+    """--bounds as a number, a file, or a registry name; by default the generator's registered bounds."""
+    from dgn import weights
+
     if value is None:
-        return None
+        default = None
+        if not random_weights and generator_name in weights.names():
+            default = weights.get_entry(generator_name).default_bounds
+        if default is None:
+            return None, "generator default (scalar)"
+        try:
+            return weights.load_bounds(default, weights_dir), default
+        except DGNError:
+            return None, f"generator default (scalar; {default} not available)"
     try:
-        return float(value)
+        return float(value), value
     except ValueError:
         pass
-    from dgn.bounds import read_bounds
-
     path = Path(value)
-    if not path.exists():
-        from dgn import weights
-
-        try:
-            path = weights.download(value, weights_dir=weights_dir)
-        except DGNError as err:
-            raise DGNError(f"--bounds {value!r} is neither a number, a file, nor an available registry entry ({err})") from None
-    return read_bounds(path, code_units)
+    if path.exists():
+        return weights.load_bounds_file(path, code_units), value
+    if value in weights.names("bounds"):
+        return weights.load_bounds(value, weights_dir), value
+    raise DGNError(f"--bounds {value!r} is neither a number, an existing file, nor a bounds entry "
+                   f"({', '.join(weights.names('bounds'))})")
 
 
 def _cmd_synthesize(args: argparse.Namespace) -> int:
@@ -109,11 +131,12 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     targets = [t for text in args.target for t in expand_targets(text)]
     generator = load_generator(args.generator, args.random_weights, args.seed, args.weights_dir)
     classifier = load_classifier(args.classifier, args.random_weights, args.seed, args.weights_dir)
-    bounds = _resolve_bounds(args.bounds, math.prod(generator.code_shape), args.weights_dir)
+    bounds, bounds_label = _resolve_bounds(args.bounds, args.generator, math.prod(generator.code_shape),
+                                           args.random_weights, args.weights_dir)
     dgnam = DGNAM(generator, classifier, settings, args.device)
     rows = dgnam.plan(targets, args.restarts, args.seed)
     config = dgnam.describe()
-    config.update(targets=targets, restarts=args.restarts, seed=args.seed, bounds=args.bounds,
+    config.update(targets=targets, restarts=args.restarts, seed=args.seed, bounds=bounds_label,
                   random_weights=args.random_weights, display=args.display)
     writer = RunWriter(args.out, config, resume=args.resume, display=args.display)
     skip = writer.done_keys()
@@ -171,7 +194,7 @@ def _cmd_bounds(args: argparse.Namespace) -> int:
     root = Path(args.images)
     if not root.is_dir():
         raise DGNError(f"--images {root} is not a directory")
-    paths = [item[2] for item in ImageFolderDataset(root).samples]
+    paths = ImageFolderDataset(root).paths
     if not paths:
         raise DGNError(f"no images found under {root}")
     size = classifier.space.size
@@ -185,7 +208,81 @@ def _cmd_bounds(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"synthesize": _cmd_synthesize, "layers": _cmd_layers, "bounds": _cmd_bounds}
+def _cmd_weights(args: argparse.Namespace) -> int:
+    from dgn import weights
+
+    if args.action == "list":
+        print(f"{'name':<20} {'kind':<11} {'local':<6} licence")
+        for row in weights.describe(args.weights_dir):
+            licence = row["licence"].split(":")[0].split(";")[0]
+            print(f"{row['name']:<20} {row['kind']:<11} {'yes' if row['cached'] else 'no':<6} {licence[:70]}")
+        print("The DeePSim generator weights are for non-commercial research only (Dosovitskiy & Brox).")
+        return 0
+    if not args.name:
+        raise DGNError(f"weights {args.action} needs a NAME; valid: {', '.join(weights.names())}")
+    if args.action == "download":
+        print(weights.download(args.name, args.weights_dir, force=args.force))
+        return 0
+    found = weights.path(args.name, args.weights_dir)
+    if found is None:
+        raise DGNError(f"{args.name} is not available locally; run `dgn weights download {args.name}`")
+    print(found)
+    return 0
+
+
+_CONVERTIBLE = ("deepsim-fc6", "deepsim-fc7", "deepsim-fc8", "deepsim-pool5", "caffenet", "generic")
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from dgn import caffe
+
+    if args.inspect:
+        print(caffe.inspect_caffemodel(args.inspect))
+        return 0
+    missing = [opt for opt in ("caffemodel", "arch", "out") if not getattr(args, opt)]
+    if missing:
+        raise DGNError(f"convert caffe needs --{', --'.join(missing)} (or --inspect CAFFEMODEL)")
+    if args.arch not in _CONVERTIBLE:
+        raise DGNError(f"unknown --arch {args.arch!r}; valid: {', '.join(_CONVERTIBLE)}")
+    from safetensors.torch import save as safetensors_save
+
+    from dgn.render import atomic_write_bytes
+
+    net = caffe.read_caffemodel(args.caffemodel)
+    if args.arch == "generic":
+        if not args.prototxt:
+            raise DGNError("--arch generic builds the module from the deploy prototxt: give --prototxt")
+        module = caffe.build_module(args.prototxt, net)
+        report = None
+    else:
+        from dgn import models
+
+        module = models.ARCHITECTURES[args.arch].build()
+        if args.prototxt:
+            declared = {layer.name for layer in caffe.read_prototxt(args.prototxt).layers}
+            absent = [layer.name for layer in net.layers if layer.blobs and layer.name not in declared]
+            if absent:
+                raise DGNError(f"layers {', '.join(absent[:5])} of the caffemodel are not in {args.prototxt}")
+        report = caffe.load_into(module, net, strict=False)
+        if report.missing:
+            raise DGNError(f"the caffemodel does not fill {len(report.missing)} parameters of {args.arch}, e.g. "
+                           f"{', '.join(report.missing[:4])}; is it the right --arch?")
+    state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+    atomic_write_bytes(args.out, safetensors_save(state, metadata={"source": str(args.caffemodel), "arch": args.arch}))
+    print(f"wrote {len(state)} tensors to {args.out}")
+    if report is not None:
+        print(f"loaded {len(report.loaded)} blobs; Caffe blobs without a {args.arch} parameter: "
+              f"{', '.join(report.unmapped) or 'none'}")
+    return 0
+
+
+COMMANDS = {
+    "synthesize": _cmd_synthesize,
+    "layers": _cmd_layers,
+    "bounds": _cmd_bounds,
+    "weights": _cmd_weights,
+    "convert": _cmd_convert,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -196,6 +293,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DGNError as err:
         print(f"dgn: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `dgn layers caffenet | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("dgn: interrupted; finished rows are saved (use --resume)", file=sys.stderr)
         return 130

@@ -56,3 +56,63 @@ def test_layers_shows_aliases_of_torchvision_models(capsys):
     assert main(["layers", "alexnet"]) == 0
     line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("features.10 "))
     assert "conv5" in line and "256x13x13" in line
+
+
+def test_weights_list_names_entries_and_the_licence(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("DGN_CACHE", str(tmp_path))
+    assert main(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "deepsim-fc6" in out and "resnet20-cifar10" in out and "non-commercial" in out.lower()
+    assert main(["weights", "path", "deepsim-fc6"]) == 2
+    assert "dgn weights download deepsim-fc6" in capsys.readouterr().err
+
+
+def test_weights_download_from_a_local_directory(capsys, monkeypatch, tmp_path, fixtures_dir):
+    monkeypatch.setenv("DGN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DGN_OFFLINE", "1")
+    local = tmp_path / "copied"
+    local.mkdir()
+    (local / "fc6.txt").write_bytes((fixtures_dir / "dgn_am_upstream/act_range/3x/fc6.txt").read_bytes())
+    assert main(["weights", "download", "bounds-fc6-3x", "--weights-dir", str(local)]) == 0
+    stored = capsys.readouterr().out.strip()
+    assert stored.endswith("bounds-fc6-3x.txt")
+    assert main(["weights", "path", "bounds-fc6-3x"]) == 0
+
+
+def test_convert_inspect_and_generic_caffe_model(tmp_path, capsys, fixtures_dir):
+    lenet = fixtures_dir / "caffe/lenet_mnist"
+    assert main(["convert", "caffe", "--inspect", str(lenet / "lenet_iter_10000.caffemodel")]) == 0
+    assert "(500, 800)" in capsys.readouterr().out
+    out = tmp_path / "lenet.safetensors"
+    assert main(["convert", "caffe", "--caffemodel", str(lenet / "lenet_iter_10000.caffemodel"),
+                 "--prototxt", str(lenet / "lenet.prototxt"), "--arch", "generic", "--out", str(out)]) == 0
+    from safetensors.torch import load_file
+
+    assert load_file(out)["ip1.weight"].shape == (500, 800)
+
+
+def test_convert_into_the_wrong_architecture_names_the_layer(tmp_path, capsys, fixtures_dir):
+    lenet = fixtures_dir / "caffe/lenet_mnist/lenet_iter_10000.caffemodel"
+    out = tmp_path / "x.safetensors"
+    assert main(["convert", "caffe", "--caffemodel", str(lenet), "--arch", "caffenet", "--out", str(out)]) == 2
+    assert "conv1" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_bounds_from_a_folder_of_images(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from dgn.weights import load_bounds_file
+
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "imgs" / cls / f"{i}.png")
+    out = tmp_path / "fc6.txt"
+    assert main(["bounds", "--random-weights", "--classifier", "caffenet", "--layer", "fc6",
+                 "--images", str(tmp_path / "imgs"), "--device", "cpu", "--out", str(out)]) == 0
+    bounds = load_bounds_file(out, 4096)
+    assert (bounds >= 0).all() and bounds.max() > 0 and bool((bounds == bounds.round()).all())
+    assert "from 6 images" in capsys.readouterr().out
