@@ -1319,9 +1319,8 @@ def _build_layer(
     """Make the module for one layer and compute its top shapes from its bottom shapes."""
     t = lay.type
     p = lay.params
-    n_bottom = {"Concat": None, "Eltwise": None}.get(t, 1)
-    if n_bottom is not None and len(shapes) != n_bottom:
-        raise DGNError(f"{where}: expects {n_bottom} bottom, has {len(shapes)}")
+    if t not in ("Concat", "Eltwise") and len(shapes) != 1:
+        raise DGNError(f"{where}: expects 1 bottom, has {len(shapes)}")
     if not shapes:
         raise DGNError(f"{where}: needs at least one bottom")
     if t != "Split" and len(lay.tops) != 1:
@@ -1443,10 +1442,10 @@ def _build_layer(
     if t == "Flatten":
         c = p.get("flatten_param") or {}
         a, e = int(c.get("axis", 1)), int(c.get("end_axis", -1))
-        a2, e2 = a % len(x) if -len(x) <= a < len(x) else None, e % len(x) if -len(x) <= e < len(x) else None
-        if a2 is None or e2 is None or e2 < a2:
+        if not (-len(x) <= a < len(x) and -len(x) <= e < len(x)) or e % len(x) < a % len(x):
             raise DGNError(f"{where}: flatten axis {a}..{e} does not fit input {x}")
-        return nn.Flatten(a, e), [x[:a2] + (math.prod(x[a2 : e2 + 1]),) + x[e2 + 1 :]]
+        a, e = a % len(x), e % len(x)
+        return nn.Flatten(a, e), [x[:a] + (math.prod(x[a : e + 1]),) + x[e + 1 :]]
     if t == "Concat":
         c = p.get("concat_param") or {}
         axis = int(c["axis"]) if "axis" in c else int(c.get("concat_dim", 1))

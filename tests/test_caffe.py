@@ -272,6 +272,21 @@ def test_text_format_errors(text, where):
         parse_prototxt_text(text)
 
 
+def test_v0_text_prototxt():
+    net = _net("""name: "old" input: "data" input_dim: 1 input_dim: 3 input_dim: 9 input_dim: 9
+    layers { layer { name: "conv1" type: "conv" num_output: 4 kernelsize: 3 stride: 2 biasterm: false }
+             bottom: "data" top: "conv1" }
+    layers { layer { name: "pool1" type: "pool" pool: AVE kernelsize: 2 stride: 2 } bottom: "conv1" top: "pool1" }
+    """)
+    conv, pool = net.layers
+    assert (conv.name, conv.type, pool.type) == ("conv1", "Convolution", "Pooling")
+    assert conv.params["convolution_param"] == {
+        "num_output": 4, "bias_term": False, "kernel_size": [3], "stride": [2]
+    }  # fmt: skip
+    m = build_module(net)
+    assert m.conv1.bias is None and m.blob_shapes["pool1"] == (1, 4, 2, 2)
+
+
 def test_prototxt_type_errors_are_dgnerror(tmp_path):
     p = tmp_path / "bad.prototxt"
     p.write_text('layer { name: "c" type: "Convolution" convolution_param { num_output: "many" } }')
