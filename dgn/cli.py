@@ -21,7 +21,11 @@ class _Parser(argparse.ArgumentParser):
 def _add_model_options(p: argparse.ArgumentParser, generator: bool = True) -> None:
     if generator:
         p.add_argument("--generator", default="deepsim-fc6", help="generator name (default: deepsim-fc6)")
-    p.add_argument("--classifier", default="caffenet", help="classifier name (default: caffenet)")
+    p.add_argument("--classifier", default="caffenet",
+                   help="classifier name (default: caffenet), or a Caffe deploy .prototxt (with --caffemodel)")
+    p.add_argument("--caffemodel", default=None, help="weights of a --classifier given as a .prototxt")
+    p.add_argument("--input-space", default="caffe-bgr-imagenet",
+                   help="pixel space of a .prototxt classifier's input (caffe-bgr-imagenet, rgb01, torchvision-imagenet)")
     p.add_argument("--random-weights", action="store_true", help="seeded random weights (smoke tests, benchmarks)")
     p.add_argument("--weights-dir", default=None, help="directory with weights copied by hand (also $DGN_WEIGHTS_DIR)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
@@ -114,12 +118,20 @@ def _resolve_bounds(value: str | None, generator_name: str, code_units: int, ran
                    f"({', '.join(weights.names('bounds'))})")
 
 
+def _classifier(args: argparse.Namespace, seed: int):
+    from dgn.models import load_caffe_classifier, load_classifier
+
+    if args.classifier.endswith(".prototxt"):
+        return load_caffe_classifier(args.classifier, args.caffemodel, args.input_space, args.random_weights)
+    return load_classifier(args.classifier, args.random_weights, seed, args.weights_dir)
+
+
 def _cmd_synthesize(args: argparse.Namespace) -> int:
     import math
 
     from tqdm import tqdm
 
-    from dgn.models import load_classifier, load_generator
+    from dgn.models import load_generator
     from dgn.outputs import RunWriter
     from dgn.synthesis import DGNAM, ActMaxSettings
     from dgn.targets import expand_targets
@@ -130,7 +142,7 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     )
     targets = [t for text in args.target for t in expand_targets(text)]
     generator = load_generator(args.generator, args.random_weights, args.seed, args.weights_dir)
-    classifier = load_classifier(args.classifier, args.random_weights, args.seed, args.weights_dir)
+    classifier = _classifier(args, args.seed)
     bounds, bounds_label = _resolve_bounds(args.bounds, args.generator, math.prod(generator.code_shape),
                                            args.random_weights, args.weights_dir)
     dgnam = DGNAM(generator, classifier, settings, args.device)
@@ -187,10 +199,9 @@ def _cmd_bounds(args: argparse.Namespace) -> int:
 
     from dgn.bounds import activation_stats, bounds_from_stats, write_bounds
     from dgn.data import ImageFolderDataset, load_images
-    from dgn.models import load_classifier
     from dgn.synthesis import resolve_device
 
-    classifier = load_classifier(args.classifier, args.random_weights, 0, args.weights_dir)
+    classifier = _classifier(args, 0)
     root = Path(args.images)
     if not root.is_dir():
         raise DGNError(f"--images {root} is not a directory")

@@ -222,6 +222,43 @@ def load_classifier(
     return Classifier(module, arch.space, name, sha)
 
 
+def load_caffe_classifier(
+    prototxt: str, caffemodel: str | None, space: str = "caffe-bgr-imagenet", random_weights: bool = False
+) -> Classifier:
+    """Any Caffe classifier as a target: built from its deploy prototxt, weights from a .caffemodel.
+
+    Args:
+        prototxt: the deploy net description (its input shape gives the input size).
+        caffemodel: the weights; required unless ``random_weights``.
+        space: the pixel space its input expects (see ``dgn.spaces.SPACES``).
+    """
+    from dgn import caffe
+
+    if caffemodel is None and not random_weights:
+        raise DGNError(f"a Caffe classifier needs --caffemodel with {prototxt} (or --random-weights)")
+    module = caffe.build_module(prototxt, None if random_weights else caffemodel)
+    shapes = list(module.input_shapes.values())
+    if len(shapes) != 1 or len(shapes[0]) != 4:
+        raise DGNError(f"{prototxt} must declare one image input (N, C, H, W); found {shapes}")
+    _, channels, height, width = shapes[0]
+    pixel_space = spaces.get_space(space).with_size((height, width))
+    if pixel_space.channels != channels:
+        raise DGNError(f"{prototxt} takes {channels}-channel input but space {space!r} has {pixel_space.channels}")
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    sha = "random:0" if random_weights else _file_sha256(caffemodel)
+    return Classifier(module, pixel_space, str(prototxt), sha)
+
+
+def _file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def input_shape(classifier: Classifier) -> tuple[int, int, int]:
     """(C, H, W) of the classifier's input."""
     if classifier.space.size is None:

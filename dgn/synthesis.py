@@ -112,7 +112,7 @@ class RowsResult:
     def concat(parts: Sequence[RowsResult]) -> RowsResult:
         if not parts:
             raise DGNError("no rows to combine")
-        cat = lambda name: torch.cat([getattr(p, name) for p in parts])  # noqa: E731
+        cat = lambda name: torch.cat([getattr(p, name) for p in parts])
         return RowsResult(
             [r for p in parts for r in p.rows],
             cat("codes_last"),

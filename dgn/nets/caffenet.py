@@ -38,7 +38,7 @@ class CaffeNet(nn.Sequential):
     input_size = (227, 227)
 
     def __init__(self, num_classes: int = 1000, width: float = 1.0, fc_width: int = 4096) -> None:
-        c1, c2, c3, c4, c5 = (max(2, int(round(c * width / 2)) * 2) for c in (96, 256, 384, 384, 256))
+        c1, c2, c3, c4, c5 = (max(2, round(c * width / 2) * 2) for c in (96, 256, 384, 384, 256))
         layers: OrderedDict[str, nn.Module] = OrderedDict(
             conv1=nn.Conv2d(3, c1, 11, stride=4),
             relu1=nn.ReLU(inplace=True),
