@@ -1,6 +1,6 @@
 """Pretrained weights: a registry of named files, downloads, and a local safetensors cache.
 
-Each registry entry (``pretrained/registry.json``) names one file: a generator or classifier
+Each registry entry (``dgn/pretrained/registry.json``) names one file: a generator or classifier
 checkpoint, or a text file of per-unit code bounds. :func:`download` finds it, in this order:
 
 1. already converted: ``<name>.safetensors`` (bounds: ``<name>.txt``) in a local override directory
@@ -40,7 +40,7 @@ import torch
 
 from dgn.errors import DGNError
 
-REGISTRY_PATH = Path(__file__).resolve().parents[1] / "pretrained" / "registry.json"
+REGISTRY_PATH = Path(__file__).resolve().parent / "pretrained" / "registry.json"
 
 KINDS = ("generator", "classifier", "bounds")
 SOURCE_TYPES = ("hf", "torchvision", "url")
@@ -64,7 +64,7 @@ class WeightsSource:
 
 @dataclass(frozen=True)
 class WeightsEntry:
-    """One registry entry (see ``pretrained/registry.json``)."""
+    """One registry entry (see ``dgn/pretrained/registry.json``)."""
 
     name: str
     kind: str
