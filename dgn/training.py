@@ -219,7 +219,9 @@ def rgb_transform(size: int | tuple[int, int]) -> Callable[[Image.Image], torch.
 def _image_of(item: Any) -> torch.Tensor:
     image = item[0] if isinstance(item, (tuple, list)) else item
     if not isinstance(image, torch.Tensor):
-        raise DGNError("dataset items must be RGB 0..1 tensors (or tuples starting with one); use rgb_transform")
+        raise DGNError(
+            "dataset items must be RGB 0..1 tensors (or tuples starting with one); use rgb_transform"
+        )
     return image
 
 
@@ -244,7 +246,9 @@ def default_device() -> torch.device:
 # checkpoints
 
 
-def _optimizer_tensors(prefix: str, opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _optimizer_tensors(
+    prefix: str, opt: torch.optim.Optimizer
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     state = opt.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, Any] = {}
@@ -258,7 +262,9 @@ def _optimizer_tensors(prefix: str, opt: torch.optim.Optimizer) -> tuple[dict[st
     return tensors, meta
 
 
-def _load_optimizer(prefix: str, opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+def _load_optimizer(
+    prefix: str, opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> None:
     state: dict[int, dict[str, Any]] = {}
     start = f"{prefix}.state."
     for name, value in tensors.items():
@@ -315,7 +321,9 @@ class DeePSimTrainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.dataset = dataset
         if len(dataset) < cfg.batch_size * self.world:  # type: ignore[arg-type]
-            raise DGNError(f"{len(dataset)} images are fewer than one batch ({cfg.batch_size} x {self.world} ranks)")  # type: ignore[arg-type]
+            raise DGNError(
+                f"{len(dataset)} images are fewer than one batch ({cfg.batch_size} x {self.world} ranks)"
+            )  # type: ignore[arg-type]
 
         encoder.module.to(self.device).eval()
         for p in encoder.module.parameters():
@@ -328,7 +336,9 @@ class DeePSimTrainer:
         for p in list(g_module.parameters()) + list(d_module.parameters()):
             p.requires_grad_(True)
         self.opt_g = torch.optim.Adam(g_module.parameters(), lr=cfg.lr, betas=cfg.betas)
-        self.opt_d = torch.optim.Adam(d_module.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay_d)
+        self.opt_d = torch.optim.Adam(
+            d_module.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay_d
+        )
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.g: nn.Module = nn.parallel.DistributedDataParallel(g_module, device_ids=ids)
@@ -460,7 +470,15 @@ class DeePSimTrainer:
 
         code_err = ((code_fake.detach() - code).norm() / code.norm().clamp_min(1e-12)).item()
         img, feat, adv, tot, d_real, d_fake, code_err = self._reduce(
-            [l_img.item(), l_feat.item(), l_adv.item(), total.item(), d_real_t.item(), d_fake_t.item(), code_err]
+            [
+                l_img.item(),
+                l_feat.item(),
+                l_adv.item(),
+                total.item(),
+                d_real_t.item(),
+                d_fake_t.item(),
+                code_err,
+            ]
         )
         self.switches = update_switches(
             self.switches, d_real, d_fake, adv,
@@ -497,7 +515,11 @@ class DeePSimTrainer:
                 callback(losses)
             if cfg.preview_every and self.step_count % cfg.preview_every == 0 and self.out_dir is not None:
                 self.write_preview(self.out_dir / "previews" / f"step_{self.step_count:07d}.png")
-            if cfg.checkpoint_every and checkpoint_path is not None and self.step_count % cfg.checkpoint_every == 0:
+            if (
+                cfg.checkpoint_every
+                and checkpoint_path is not None
+                and self.step_count % cfg.checkpoint_every == 0
+            ):
                 self.save(checkpoint_path)
             if max_seconds is not None and self._stop_flag(time.monotonic() - start > max_seconds):
                 break
@@ -535,7 +557,9 @@ class DeePSimTrainer:
         rgb = self.preview_images
         real = self.to_encoder_space(rgb)
         fake = self.reconstruct(rgb)
-        tiles = [to_uint8(im, self.encoder.space) for im in real] + [to_uint8(im, self.generator.space) for im in fake]
+        tiles = [to_uint8(im, self.encoder.space) for im in real] + [
+            to_uint8(im, self.generator.space) for im in fake
+        ]
         labels = ["real"] * len(real) + ["G(E(x))"] * len(fake)
         save_png(path, montage(tiles, labels, columns=len(real), tile=64))
 
@@ -582,7 +606,7 @@ class DeePSimTrainer:
 
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             meta = handle.metadata() or {}
-            tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118 (safe_open is not iterable)
         if meta.get("format") != "dgn-deepsim-checkpoint-1":
             raise DGNError(f"{path} is not a dgn DeePSim training checkpoint")
         saved = TrainConfig.from_json(meta["config"])
@@ -602,7 +626,7 @@ def generator_state_from_checkpoint(path: str | Path) -> dict[str, torch.Tensor]
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt", device="cpu") as handle:
-        return {k[2:]: handle.get_tensor(k) for k in handle.keys() if k.startswith("G.")}
+        return {k[2:]: handle.get_tensor(k) for k in handle.keys() if k.startswith("G.")}  # noqa: SIM118
 
 
 # ---------------------------------------------------------------------------------------------
@@ -678,7 +702,9 @@ def train_classifier(
     n = images.shape[0]
     steps_per_epoch = math.ceil(n / batch_size)
     total = max(1, epochs * steps_per_epoch)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+    )
     history: list[ClassifierEpoch] = []
     start = time.monotonic()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):

@@ -17,7 +17,13 @@ from torch import nn
 
 ConvSpec = tuple[int, int, int, int]  # out_channels, kernel, stride, padding
 
-IMAGENET_CONVS: tuple[ConvSpec, ...] = ((32, 7, 4, 0), (64, 5, 1, 0), (128, 3, 2, 0), (256, 3, 1, 0), (256, 3, 2, 0))
+IMAGENET_CONVS: tuple[ConvSpec, ...] = (
+    (32, 7, 4, 0),
+    (64, 5, 1, 0),
+    (128, 3, 2, 0),
+    (256, 3, 1, 0),
+    (256, 3, 2, 0),
+)
 SMALL_CONVS: tuple[ConvSpec, ...] = ((32, 3, 1, 1), (64, 3, 2, 1), (64, 3, 1, 1), (128, 3, 2, 1))
 
 

@@ -119,7 +119,9 @@ class CifarGenerator(nn.Module):
         out_size: 32 or 64.
     """
 
-    def __init__(self, code_size: int = 512, fc_width: int = 1024, base: int = 64, out_size: int = 32) -> None:
+    def __init__(
+        self, code_size: int = 512, fc_width: int = 1024, base: int = 64, out_size: int = 32
+    ) -> None:
         super().__init__()
         if out_size not in (32, 64):
             raise ValueError(f"out_size must be 32 or 64, got {out_size}")
