@@ -1,0 +1,577 @@
+"""Image-space activation maximisation: optimise pixels directly, many targets at once.
+
+The baseline DGN-AM is compared with. One row per (target, restart), rows independent, the same
+targets, outputs and manifest as :class:`dgn.synthesis.DGNAM`; the "codes" are the images
+themselves, in the classifier's pixel space. One step, for a batch of rows::
+
+    image (work space, at the octave's size) -> upsample to the input size
+          -> input regularisers (jitter, random scale; drawn per row)
+          -> spaces.convert(to the classifier's space) -> classifier, stopped after the deepest target
+          -> each row's own unit (pre-ReLU, as the core) -> gradient w.r.t. the image
+          -> gradient regularisers (blur, inversion when saturated)
+          -> step (l1: lr * g / mean|g|; raw: lr * g; progress: min(lr, progress / |g|^2) * g)
+          -> image regularisers (L2 decay, blur, blur/deblur, small-norm and small-contribution clipping)
+          -> optional clamp to the valid pixel range
+
+The *work space* is Caffe's (0..255, BGR, minus the ImageNet mean) at the classifier's input size:
+the units the sources state their parameters in (N(0, 10) starts, learning rate 100, pixel-norm
+threshold 2), whatever space the classifier expects. Activations are recorded on the un-jittered
+image at full scale, so act_start / act_end / act_best mean what they mean for DGN-AM.
+
+Named presets (:data:`PRESETS`) reproduce the sources; see :func:`preset`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field, fields, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dgn import regularisers as R
+from dgn import spaces
+from dgn.errors import DGNError
+from dgn.inspect.receptive import receptive_field
+from dgn.layers import forward_to, resolve_layer
+from dgn.models import Classifier, input_shape
+from dgn.objectives import UnitObjective
+from dgn.synthesis import Row, RowsResult, plan_rows, resolve_device
+from dgn.targets import Target, as_target, resolve_target
+
+STEP_RULES = ("l1", "raw", "progress")
+INITS = ("normal", "mean")
+
+
+@dataclass(frozen=True)
+class ImageAMSettings:
+    """Hyper-parameters of image-space AM (defaults: plain normalised gradient ascent from N(0, 1)).
+
+    Attributes:
+        name: the preset's name ("custom" otherwise), recorded in the manifest.
+        steps: iterations per row (split evenly over the octaves, the remainder to the last).
+        step_rule: "l1" (``x += lr * g / mean|g|``, DeepDream/Wang/Garon), "raw" (``x += lr * g``,
+            Yosinski's constant policy) or "progress" (``x += min(lr, progress / |g|^2) * g``,
+            Yosinski's progress policy: a predicted activation gain of ``progress`` per step).
+        lr: the learning rate (the maximum one for "progress").
+        progress: desired activation gain per step for "progress".
+        lr_noise: multiply each row's step by a draw from U(low, high) every step (Garon: 0.7..1.7).
+        auto_lr: candidate learning rates; when given, every row runs once per candidate and keeps the
+            run with the highest final activation (Wang et al., supplement section 2).
+        init: "normal" (mean image + N(0, init_std) in 0..255 units) or "mean" (the mean image).
+        init_std: standard deviation of the "normal" start.
+        clip_pixels: clamp pixels to the valid range (0..255 after adding the mean) after each step.
+        regularisers: the composable steps, applied in order within their stage.
+        octaves: number of image scales (DeepDream); 1 optimises at the input size only.
+        octave_scale: size ratio between consecutive octaves.
+        post_relu: maximise the unit after its ReLU (default: before, as the core).
+        crop_receptive_field: crop saved images of spatial units to the unit's receptive field.
+        stop_early: stop the classifier's forward pass after the deepest target layer.
+        precision: "fp32" or "bf16" (autocast).
+    """
+
+    name: str = "custom"
+    steps: int = 200
+    step_rule: str = "l1"
+    lr: float = 1.5
+    progress: float = 2.0
+    lr_noise: tuple[float, float] | None = None
+    auto_lr: tuple[float, ...] = ()
+    init: str = "normal"
+    init_std: float = 1.0
+    clip_pixels: bool = False
+    regularisers: tuple[R.Regulariser, ...] = ()
+    octaves: int = 1
+    octave_scale: float = 1.4
+    post_relu: bool = False
+    crop_receptive_field: bool = True
+    stop_early: bool = True
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise DGNError(f"steps must be >= 1, got {self.steps}")
+        if self.step_rule not in STEP_RULES:
+            raise DGNError(f"unknown step rule {self.step_rule!r}; valid: {', '.join(STEP_RULES)}")
+        if self.init not in INITS:
+            raise DGNError(f"unknown init {self.init!r}; valid: {', '.join(INITS)}")
+        if self.precision not in ("fp32", "bf16"):
+            raise DGNError(f"unknown precision {self.precision!r}; valid: fp32, bf16")
+        if not self.lr > 0 or any(not c > 0 for c in self.auto_lr):
+            raise DGNError(f"learning rates must be > 0, got lr {self.lr}, auto_lr {self.auto_lr}")
+        if self.octaves < 1 or self.octave_scale < 1 or self.steps < self.octaves:
+            raise DGNError(
+                f"need octaves >= 1, octave_scale >= 1 and at least one step per octave, "
+                f"got {self.octaves} octaves x {self.octave_scale} with {self.steps} steps"
+            )
+        for reg in self.regularisers:
+            if not isinstance(reg, tuple(R.KINDS.values())):
+                raise DGNError(f"not a regulariser: {reg!r}; valid kinds: {', '.join(R.KINDS)}")
+
+    def stage(self, name: str) -> list[R.Regulariser]:
+        """The regularisers of one stage ("input", "grad" or "image"), in order."""
+        return [r for r in self.regularisers if r.stage == name]
+
+    def octave_steps(self) -> list[int]:
+        """Steps spent at each octave, smallest scale first."""
+        per, extra = divmod(self.steps, self.octaves)
+        return [per] * (self.octaves - 1) + [per + extra]
+
+    def describe(self) -> dict:
+        """JSON-ready settings, each regulariser as ``{"kind": ..., **parameters}``."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "regularisers"}
+        out["regularisers"] = [R.describe(r) for r in self.regularisers]
+        return json_ready(out)
+
+
+def json_ready(value):
+    """Tuples to lists, recursively (so a described configuration compares equal to its reloaded JSON)."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
+
+
+# ----- presets ---------------------------------------------------------------------------------------
+def _yosinski(number: int, decay: float, blur: float, norm_pct: float, contrib_pct: float, steps: int,
+              rule: str, lr: float) -> ImageAMSettings:
+    """One of the four settings of Yosinski et al. 2015, Table 1, in the order their code applies them."""
+    regs: list[R.Regulariser] = []
+    if decay:
+        regs.append(R.L2Decay(decay))
+    if blur:
+        regs.append(R.GaussianBlur(sigma=(blur, blur), every=4))
+    if norm_pct:
+        regs.append(R.ClipSmallNorm(percentile=norm_pct))
+    if contrib_pct:
+        regs.append(R.ClipSmallContribution(percentile=contrib_pct))
+    return ImageAMSettings(name=f"yosinski-{number}", steps=steps, step_rule=rule, lr=lr, progress=2.0,
+                           init="normal", init_std=10.0, clip_pixels=True, regularisers=tuple(regs))
+
+
+PRESETS: dict[str, ImageAMSettings] = {
+    # Simonyan et al. 2014: L2-regularised class score from the zero (mean) image. Neither lambda nor the
+    # step size is published; ours: normalised steps of 1 grey level and decay 0.01 (Garon's value).
+    "simonyan": ImageAMSettings(name="simonyan", steps=200, step_rule="l1", lr=1.0, init="mean",
+                                regularisers=(R.L2Decay(0.01),)),
+    # Yosinski et al. 2015, Table 1, as the authors' optimize_image.py flags give it
+    # (deep-visualization-toolbox doc/running-optimize-image.md): decay, blur radius every 4 steps,
+    # small-norm percentile, small-contribution percentile, iterations, learning-rate policy.
+    "yosinski-1": _yosinski(1, 0.0, 0.5, 50, 0, 500, "progress", 100.0),
+    "yosinski-2": _yosinski(2, 0.3, 0.0, 20, 0, 750, "raw", 100.0),
+    "yosinski-3": _yosinski(3, 1e-4, 1.0, 0, 0, 1000, "raw", 100.0),
+    "yosinski-4": _yosinski(4, 0.0, 0.5, 0, 90, 1000, "progress", 1e8),
+    # DeepDream (google/deepdream dream.ipynb): jitter 32, 4 octaves x 1.4, 10 steps each, step 1.5, clip.
+    "deepdream": ImageAMSettings(name="deepdream", steps=40, step_rule="l1", lr=1.5, init="normal", init_std=1.0,
+                                 clip_pixels=True, regularisers=(R.Jitter(32, reference=224),), octaves=4, octave_scale=1.4),
+    # Wang et al. (seed 000 and happynear/DeepVisualization Inceptionism_big.m): 1500 steps of 1.5 / mean|g|,
+    # N(0, 1) start, random translation (their 300 px canvas around a 224 input: +-38 px) and scale
+    # 0.8..1.2, weight decay 0.01 (VGG), blur/deblur every 10 steps. The auto-lr candidates are ours.
+    "wang": ImageAMSettings(name="wang", steps=1500, step_rule="l1", lr=1.5, auto_lr=(0.75, 1.5, 3.0, 6.0),
+                            init="normal", init_std=1.0,
+                            regularisers=(R.Jitter(38, reference=224), R.RandomScale((0.8, 1.2), "bilinear"), R.L2Decay(0.01),
+                                          R.BlurDeblur())),
+    # Garon et al. (seed 001 and MathGaron/neural-network-visualization--Torch ImageOptimization.py):
+    # jitter 40, gradient inverted when the softmax saturates, gradient blurred 3..10 times with a kernel
+    # of 3, 7 or 9 taps, step U(0.7, 1.7) / mean|g|, L2 decay 0.01, pixel-norm clip at 2, 4 octaves x 1.7
+    # of 100 steps.
+    "garon": ImageAMSettings(name="garon", steps=400, step_rule="l1", lr=1.0, lr_noise=(0.7, 1.7),
+                             init="normal", init_std=1.0,
+                             regularisers=(R.Jitter(40, reference=224), R.InvertSaturated(0.9999),
+                                           R.GaussianBlur(sigma=(0.0, 0.0), sizes=(3, 7, 9), repeats=(3, 10), on="grad"),
+                                           R.L2Decay(0.01), R.ClipSmallNorm(threshold=2.0)),
+                             octaves=4, octave_scale=1.7),
+}
+
+# "yosinski" alone: the setting the authors used for most images of the paper.
+PRESET_ALIASES: dict[str, str] = {"yosinski": "yosinski-3"}
+
+
+def preset(name: str) -> ImageAMSettings:
+    """The settings of a named preset (see :data:`PRESETS`; ``yosinski`` means ``yosinski-3``).
+
+    Raises:
+        DGNError: unknown name, listing the valid ones.
+    """
+    key = PRESET_ALIASES.get(name, name)
+    if key not in PRESETS:
+        valid = ", ".join([*PRESETS, *PRESET_ALIASES])
+        raise DGNError(f"unknown preset {name!r}; valid: {valid}")
+    return PRESETS[key]
+
+
+# ----- the method ------------------------------------------------------------------------------------
+@dataclass
+class ImageAMResult(RowsResult):
+    """:class:`RowsResult` whose codes are images (B, C, H, W) in the classifier's space, plus each row's
+    learning rate (the chosen one under ``auto_lr``)."""
+
+    lr: torch.Tensor = field(default_factory=lambda: torch.empty(0))
+
+    @staticmethod
+    def concat(parts: Sequence[RowsResult]) -> ImageAMResult:
+        base = RowsResult.concat(parts)
+        return ImageAMResult(**vars(base), lr=torch.cat([getattr(p, "lr", torch.empty(0)) for p in parts]))
+
+
+@dataclass
+class _Run:
+    """One pass over a batch at one learning rate (images in the work space)."""
+
+    last: torch.Tensor
+    best: torch.Tensor
+    act_start: torch.Tensor
+    act_end: torch.Tensor
+    act_best: torch.Tensor
+    best_step: torch.Tensor
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+class ImageAM:
+    """Image-space activation maximisation of classifier units, many rows per batch.
+
+    Args:
+        classifier: the network whose units are visualised.
+        settings: hyper-parameters, e.g. ``preset("yosinski")``; default :class:`ImageAMSettings`.
+        device: "auto" (CUDA when available), "cpu", "cuda", ...
+        mean_image: the dataset mean image as RGB 0..1 (3, H, W), for ``init="mean"`` and the
+            "normal" start's centre; default the classifier space's per-channel mean colour.
+
+    Example::
+
+        am = ImageAM(load_classifier("caffenet"), preset("yosinski"))
+        result = am.synthesize(["fc8:945", "conv5:12"], restarts=2)
+        images = am.render(result.codes_last, result.view_boxes)
+    """
+
+    def __init__(
+        self,
+        classifier: Classifier,
+        settings: ImageAMSettings | None = None,
+        device: str | torch.device | None = "auto",
+        mean_image: torch.Tensor | None = None,
+    ) -> None:
+        self.settings = settings or ImageAMSettings()
+        self.device = resolve_device(device)
+        self.classifier = classifier.to(self.device)
+        self.classifier.module.eval()
+        self.size: tuple[int, int] = tuple(input_shape(classifier)[1:])
+        self.work_space = spaces.CAFFE_BGR_IMAGENET.with_size(self.size)
+        # Work-space value + offset = 0..255 pixel value (BGR).
+        self._offset = torch.tensor(spaces.IMAGENET_MEAN_BGR_CAFFE, device=self.device).view(1, 3, 1, 1)
+        self._mean_given = mean_image is not None
+        self.mean_image = self._mean_in_work_space(mean_image)
+        self._shapes: dict[str, tuple[int, ...]] = {}
+        self._rf_cache: dict[tuple[str, tuple[int, int]], tuple[int, int, int, int]] = {}
+
+    def _mean_in_work_space(self, mean_image: torch.Tensor | None) -> torch.Tensor:
+        if mean_image is None:
+            return torch.zeros(3, *self.size)
+        if mean_image.dim() != 3 or mean_image.shape[0] != 3:
+            raise DGNError(f"mean_image must be RGB 0..1 of shape (3, H, W), got {tuple(mean_image.shape)}")
+        rgb = F.interpolate(mean_image[None].float(), size=self.size, mode="bilinear", align_corners=False,
+                            antialias=True)
+        return spaces.from_rgb01(rgb, self.work_space)[0]
+
+    # ----- targets -------------------------------------------------------------------------------
+    def layer_shape(self, layer: str) -> tuple[int, ...]:
+        """Output shape (without batch) of a layer of the classifier."""
+        name = resolve_layer(self.classifier.module, layer)
+        if name not in self._shapes:
+            x = torch.zeros(1, *input_shape(self.classifier), device=self.device)
+            with torch.no_grad():
+                self._shapes[name] = tuple(forward_to(self.classifier.module, x, [name])[name].shape[1:])
+        return self._shapes[name]
+
+    def resolve(self, target: str | Target) -> Target:
+        """Validate a target against the classifier and fill in its canonical layer and position."""
+        target = as_target(target)
+        return resolve_target(self.classifier.module, target, self.layer_shape(target.layer))
+
+    def plan(self, targets: Sequence[str | Target], restarts: int = 1, seed: int = 0) -> list[Row]:
+        """Resolve targets and lay out one row per (target, restart); restart r uses seed ``seed + r``."""
+        if not targets:
+            raise DGNError("no targets given; write at least one, e.g. fc8:1")
+        labels = [str(t) for t in targets]
+        return plan_rows([self.resolve(t) for t in targets], labels, restarts, seed)
+
+    # ----- spaces and starts ---------------------------------------------------------------------
+    def to_classifier(self, images: torch.Tensor) -> torch.Tensor:
+        """Work-space images -> the classifier's pixel space (differentiable)."""
+        return spaces.convert(images, self.work_space, self.classifier.space)
+
+    def from_classifier(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in the classifier's pixel space -> the work space."""
+        return spaces.convert(images.to(self.device).float(), self.classifier.space, self.work_space)
+
+    def initial_images(self, rows: Sequence[Row]) -> torch.Tensor:
+        """Each row's start in the work space: the mean image, plus N(0, init_std) drawn from the row's seed.
+
+        The draw is ``np.random.RandomState(seed).normal(0, std, (3, H, W))`` in BGR order: for CaffeNet,
+        Yosinski et al.'s ``mean_plus_rand`` start.
+        """
+        s = self.settings
+        mean = self.mean_image.expand(len(rows), -1, -1, -1)
+        if s.init == "mean":
+            return mean.clone()
+        noise = [np.random.RandomState(r.seed).normal(0, s.init_std, (1, 3, *self.size)) for r in rows]
+        return mean + torch.from_numpy(np.concatenate(noise)).float()
+
+    def octave_sizes(self) -> list[tuple[int, int]]:
+        """Image size at each octave, smallest first (each ``round(previous / octave_scale)``, as DeepDream)."""
+        sizes = [self.size]
+        for _ in range(self.settings.octaves - 1):
+            h, w = sizes[0]
+            sizes.insert(0, (max(1, round(h / self.settings.octave_scale)), max(1, round(w / self.settings.octave_scale))))
+        return sizes
+
+    @property
+    def steps_per_row(self) -> int:
+        """Optimisation steps each row takes (times the number of ``auto_lr`` candidates)."""
+        return self.settings.steps * max(1, len(self.settings.auto_lr))
+
+    # ----- the optimisation ----------------------------------------------------------------------
+    def _clamp(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.maximum(torch.minimum(x, 255 - self._offset), -self._offset)
+
+    def _rates(self, g: torch.Tensor, lr: float, rngs: Sequence[torch.Generator]) -> torch.Tensor:
+        """Per-row step sizes multiplying the gradient."""
+        s = self.settings
+        flat = g.flatten(1)
+        if s.step_rule == "l1":
+            rate = lr / flat.abs().mean(1).clamp_min(1e-30)
+        elif s.step_rule == "progress":
+            rate = (s.progress / flat.pow(2).sum(1).clamp_min(1e-30)).clamp_max(lr)
+        else:
+            rate = torch.full((g.shape[0],), float(lr), device=g.device)
+        if s.lr_noise is not None:
+            rate = rate * torch.tensor(R.uniform(rngs, *s.lr_noise), dtype=rate.dtype, device=rate.device)
+        return rate
+
+    def _run(self, rows: Sequence[Row], start: torch.Tensor, lr: float, objective: Callable,
+             progress: Callable[[int], None] | None) -> _Run:
+        s = self.settings
+        module = self.classifier.module
+        batch = start.shape[0]
+        per_row = (batch, 1, 1, 1)
+        rngs = [torch.Generator().manual_seed(r.seed) for r in rows]
+        targets = [r.target for r in rows]
+        inputs, grad_regs, image_regs = s.stage("input"), s.stage("grad"), s.stage("image")
+
+        sizes = self.octave_sizes()
+        bases = [start]
+        for size in reversed(sizes[:-1]):
+            bases.insert(0, _resize(bases[0], size))
+        x = self._clamp(bases[0]) if s.clip_pixels else bases[0].clone()
+
+        active = torch.ones(batch, dtype=torch.bool, device=self.device)
+        act_start = torch.zeros(batch, device=self.device)
+        act_end = torch.zeros(batch, device=self.device)
+        act_best = torch.full((batch,), -math.inf, device=self.device)
+        best_step = torch.zeros(batch, dtype=torch.long, device=self.device)
+        img_last = start.clone()
+        img_best = start.clone()
+        step = 0
+        for octave, (size, n_steps) in enumerate(zip(sizes, s.octave_steps())):
+            if octave > 0:  # DeepDream: carry the detail found so far onto the next, larger base
+                x = bases[octave] + _resize(x - bases[octave - 1], size)
+            for _ in range(n_steps):
+                ctx = R.Context(step, rngs, self._offset, targets=targets)
+                live = x.detach().requires_grad_(True)
+                with _autocast(self.device, s.precision):
+                    full = _resize(live, self.size)
+                    seen = full
+                    for reg in inputs:
+                        seen = reg(seen, ctx)
+                    acts = forward_to(module, self.to_classifier(seen), objective.layers, s.stop_early)
+                    values = objective(acts, seen)
+                (grad,) = torch.autograd.grad(values.sum(), live)
+                full = full.detach().float()
+                if inputs:  # record the activation of the image itself, not of its jittered view
+                    with torch.no_grad(), _autocast(self.device, s.precision):
+                        values = objective(forward_to(module, self.to_classifier(full), objective.layers, s.stop_early), full)
+                values = values.detach().float()
+
+                # Bookkeeping on the iterate just evaluated (before its update), as DGNAM.
+                if step == 0:
+                    act_start = values.clone()
+                frozen = ~active
+                act_end = torch.where(frozen, act_end, values)
+                img_last = torch.where(frozen.view(per_row), img_last, full)
+                better = (values > act_best) & active
+                act_best = torch.where(better, values, act_best)
+                best_step = torch.where(better, torch.full_like(best_step, step), best_step)
+                img_best = torch.where(better.view(per_row), full, img_best)
+
+                if step < s.steps - 1:  # the last iterate is the result; its update would be unused
+                    ctx.acts = {k: v.detach() for k, v in acts.items()}
+                    g = grad.float()
+                    for reg in grad_regs:
+                        g = reg(g, ctx)
+                    scale = g.abs().flatten(1).mean(1)
+                    finite = torch.isfinite(g).flatten(1).all(1) & torch.isfinite(scale)
+                    moving = active & finite & (scale > 0)
+                    g = torch.where(finite.view(per_row), g, torch.zeros_like(g))
+                    updated = x + self._rates(g, lr, rngs).view(per_row) * g
+                    ctx.grad = g
+                    for reg in image_regs:
+                        updated = reg(updated, ctx)
+                    if s.clip_pixels:
+                        updated = self._clamp(updated)
+                    x = torch.where(moving.view(per_row), updated, x)
+                    active = active & ~(finite & (scale == 0))  # a vanished gradient ends the row, as act_max
+                if progress is not None:
+                    progress(batch)
+                step += 1
+        return _Run(img_last, img_best, act_start, act_end, act_best, best_step)
+
+    def optimise(
+        self,
+        rows: Sequence[Row],
+        images: torch.Tensor | None = None,
+        objective: Callable | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> ImageAMResult:
+        """Optimise the images of ``rows`` as one batch.
+
+        Args:
+            rows: the rows (see :meth:`plan`); all run together, so mind the memory.
+            images: initial images (B, C, H, W) in the classifier's space; default from each row's seed.
+            objective: per-row objective with a ``layers`` attribute; default each row's target unit.
+            progress: called after each step with the number of rows it advanced.
+
+        Returns:
+            The results; ``codes_last`` / ``codes_best`` are images in the classifier's pixel space.
+        """
+        s = self.settings
+        objective = objective or UnitObjective([r.target for r in rows], s.post_relu)
+        start = self.initial_images(rows) if images is None else self.from_classifier(images)
+        start = start.to(self.device, torch.float32)
+        rates = s.auto_lr or (s.lr,)
+        runs = [self._run(rows, start, lr, objective, progress) for lr in rates]
+        # auto_lr: per row, the candidate with the highest final activation (the first on ties).
+        pick = torch.stack([r.act_end for r in runs]).argmax(0)
+        index = torch.arange(len(rows), device=pick.device)
+
+        def chosen(name: str) -> torch.Tensor:
+            return torch.stack([getattr(r, name) for r in runs])[pick, index]
+
+        with torch.no_grad():
+            last = self.to_classifier(chosen("last")).float().cpu()
+            best = self.to_classifier(chosen("best")).float().cpu()
+        return ImageAMResult(
+            list(rows), last, best,
+            chosen("act_start").cpu(), chosen("act_end").cpu(), chosen("act_best").cpu(), chosen("best_step").cpu(),
+            [self.view_box(r.target) for r in rows],
+            lr=torch.tensor(rates, dtype=torch.float64)[pick.cpu()],
+        )
+
+    def synthesize(
+        self,
+        targets: Sequence[str | Target],
+        restarts: int = 1,
+        seed: int = 0,
+        batch_size: int = 16,
+        skip: Iterable[str] = (),
+        on_chunk: Callable[[RowsResult], None] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> ImageAMResult | None:
+        """Optimise every (target, restart) row in chunks of ``batch_size`` rows.
+
+        Args:
+            targets: e.g. ``["fc8:945", "conv5:12@6,6"]``.
+            restarts: rows per target; restart r starts from seed ``seed + r``.
+            seed: base seed (initial image and every random choice of the row).
+            batch_size: rows per batch (memory vs speed); results do not depend on it.
+            skip: row keys (``Row.key``) to leave out, e.g. rows a resumed run already finished.
+            on_chunk: called with each finished chunk's results (to write them as they come).
+            progress: called after each step with the number of rows it advanced.
+
+        Returns:
+            All rows' results in order, or None when every row was skipped.
+        """
+        if batch_size < 1:
+            raise DGNError(f"batch size must be >= 1, got {batch_size}")
+        skip = set(skip)
+        rows = [r for r in self.plan(targets, restarts, seed) if r.key not in skip]
+        parts = []
+        for begin in range(0, len(rows), batch_size):
+            part = self.optimise(rows[begin : begin + batch_size], progress=progress)
+            if on_chunk is not None:
+                on_chunk(part)
+            parts.append(part)
+        return ImageAMResult.concat(parts) if parts else None
+
+    # ----- images --------------------------------------------------------------------------------
+    @property
+    def output_space(self) -> spaces.PixelSpace:
+        """Pixel space of the images :meth:`render` returns: the classifier's."""
+        return self.classifier.space
+
+    def view_box(self, target: Target) -> tuple[int, int, int, int]:
+        """Box (top, left, h, w) of the image to show: all of it, or a spatial unit's receptive field."""
+        h, w = self.size
+        if target.position is None or not self.settings.crop_receptive_field:
+            return 0, 0, h, w
+        key = (target.layer, target.position)
+        if key not in self._rf_cache:
+            self._rf_cache[key] = receptive_field(
+                self.classifier.module, target.layer, target.position, input_shape(self.classifier)
+            )
+        return self._rf_cache[key]
+
+    def render(self, codes: torch.Tensor, boxes: Sequence[tuple[int, int, int, int]]) -> list[torch.Tensor]:
+        """The images (already in the classifier's space), each cropped to its box."""
+        return [image.float().cpu()[:, t : t + h, left : left + w] for image, (t, left, h, w) in zip(codes, boxes)]
+
+    @torch.no_grad()
+    def activations(self, images: torch.Tensor, rows: Sequence[Row]) -> torch.Tensor:
+        """Each row's objective for images (B, C, H, W) in the classifier's space (e.g. to re-check saved ones)."""
+        objective = UnitObjective([r.target for r in rows], self.settings.post_relu)
+        acts = forward_to(self.classifier.module, images.to(self.device).float(), objective.layers)
+        return objective(acts).float().cpu()
+
+    def describe(self) -> dict:
+        """The configuration, for a manifest."""
+        mean = "per-channel mean of the classifier's space"
+        if self._mean_given:
+            mean = "given image, sha256 " + _sha256(self.mean_image)
+        return {
+            "method": "image-am",
+            "preset": self.settings.name,
+            "classifier": {"name": self.classifier.name, "weights_sha256": self.classifier.weights_sha256,
+                           "space": self.classifier.space.name, "input_size": list(self.size)},
+            "work_space": f"{self.work_space.name} (0..255, BGR minus mean) at {self.size[0]}x{self.size[1]}",
+            "mean_image": mean,
+            "settings": self.settings.describe(),
+            "device": str(self.device),
+        }
+
+
+def _sha256(tensor: torch.Tensor) -> str:
+    import hashlib
+
+    return hashlib.sha256(tensor.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
+def with_overrides(settings: ImageAMSettings, **changes) -> ImageAMSettings:
+    """A copy of ``settings`` with some fields changed (None values are ignored), re-validated."""
+    changes = {k: v for k, v in changes.items() if v is not None}
+    return replace(settings, **changes) if changes else settings
+
+
