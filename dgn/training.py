@@ -35,7 +35,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -192,7 +192,6 @@ class StepLosses:
     code_rel_err: float  # ||relu(E(G(y))) - y|| / ||y||, a diagnostic (not a loss term)
     train_d: bool
     train_g: bool
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -151,6 +151,13 @@ def test_paused_networks_do_not_change():
     assert all(p.requires_grad for p in trainer.d_module.parameters())
 
 
+def test_bf16_autocast_steps_run_and_keep_float32_weights():
+    trainer = make_trainer(TrainConfig(batch_size=8, bf16=True))
+    losses = trainer.train(2)
+    assert all(torch.isfinite(torch.tensor([s.total, s.d_real, s.d_fake])).all() for s in losses)
+    assert all(p.dtype == torch.float32 for p in trainer.g_module.parameters())
+
+
 def test_previews_are_written(tmp_path):
     trainer = make_trainer(TrainConfig(batch_size=8, preview_every=2, preview_count=4), out_dir=tmp_path)
     trainer.train(2)
