@@ -1,0 +1,139 @@
+"""``dgn baseline``: image-space activation maximisation from the command line (argument parsing only).
+
+Same targets, outputs (images, codes, montage, ``manifest.json``) and ``--resume`` as ``dgn synthesize``;
+the codes are the images themselves. ``dgn.cli`` wires :func:`add_arguments` and :func:`run` in.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dgn.errors import DGNError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``dgn baseline`` options to ``parser``.
+
+    Args:
+        parser: the (sub)parser of the ``baseline`` command.
+    """
+    from dgn.baseline import PRESET_ALIASES, PRESETS
+
+    names = ", ".join([*PRESETS, *PRESET_ALIASES])
+    p = parser
+    p.add_argument("--preset", default="yosinski", help=f"regulariser preset ({names}; default: yosinski)")
+    p.add_argument("--classifier", default="caffenet",
+                   help="classifier name (default: caffenet), or a Caffe deploy .prototxt (with --caffemodel)")
+    p.add_argument("--caffemodel", default=None, help="weights of a --classifier given as a .prototxt")
+    p.add_argument("--input-space", default="caffe-bgr-imagenet",
+                   help="pixel space of a .prototxt classifier's input (caffe-bgr-imagenet, rgb01, torchvision-imagenet)")
+    p.add_argument("--random-weights", action="store_true", help="seeded random weights (smoke tests, benchmarks)")
+    p.add_argument("--weights-dir", default=None, help="directory with weights copied by hand (also $DGN_WEIGHTS_DIR)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
+    p.add_argument("--target", action="append", required=True, metavar="LAYER:UNIT[@Y,X]",
+                   help="unit to maximise; repeatable; ranges allowed (fc8:0-9)")
+    p.add_argument("--steps", type=int, default=None, help="iterations per row (default: the preset's)")
+    p.add_argument("--restarts", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=16, help="rows optimised together")
+    p.add_argument("--seed", type=int, default=0, help="base seed of the starts and every random choice")
+    p.add_argument("--lr", default=None,
+                   help="learning rate, or 'auto' (keep the best of several rates per row); default: the preset's")
+    p.add_argument("--post-relu", action="store_true", help="maximise the unit after its ReLU (default: before)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--display", choices=["mean", "act_max"], default="mean",
+                   help="image mapping: add the mean back (default), or the original act_max clip(-120,120)/240+0.5")
+    p.add_argument("--no-rf-crop", action="store_true", help="do not crop spatial units' images to the receptive field")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished rows")
+    p.add_argument("--out", required=True, help="output directory")
+
+
+AUTO_LR_FACTORS = (0.5, 1.0, 2.0, 4.0)  # --lr auto on a preset without candidates: these times its rate
+
+
+def settings_from_args(args: argparse.Namespace):
+    """The preset named by ``--preset`` with the command line's overrides applied.
+
+    Raises:
+        DGNError: unknown preset, or a ``--lr`` that is neither a positive number nor "auto".
+    """
+    from dataclasses import replace
+
+    from dgn.baseline import preset
+
+    settings = preset(args.preset)
+    changes: dict = {"post_relu": args.post_relu, "precision": args.precision,
+                     "crop_receptive_field": not args.no_rf_crop}
+    if args.steps is not None:
+        changes["steps"] = args.steps
+    if args.lr is not None:
+        if args.lr == "auto":
+            changes["auto_lr"] = settings.auto_lr or tuple(f * settings.lr for f in AUTO_LR_FACTORS)
+        else:
+            try:
+                changes.update(lr=float(args.lr), auto_lr=())
+            except ValueError:
+                raise DGNError(f"--lr must be a positive number or 'auto', got {args.lr!r}") from None
+    return replace(settings, **changes)
+
+
+def _classifier(args: argparse.Namespace):
+    from dgn.models import load_caffe_classifier, load_classifier
+
+    if args.classifier.endswith(".prototxt"):
+        return load_caffe_classifier(args.classifier, args.caffemodel, args.input_space, args.random_weights)
+    return load_classifier(args.classifier, args.random_weights, args.seed, args.weights_dir)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``dgn baseline``: optimise images for every (target, restart) row and write the run directory.
+
+    Args:
+        args: parsed options (see :func:`add_arguments`).
+
+    Returns:
+        The exit status (0).
+    """
+    from tqdm import tqdm
+
+    from dgn.baseline import ImageAM
+    from dgn.outputs import RunWriter
+    from dgn.targets import expand_targets
+
+    settings = settings_from_args(args)
+    targets = [t for text in args.target for t in expand_targets(text)]
+    am = ImageAM(_classifier(args), settings, args.device)
+    rows = am.plan(targets, args.restarts, args.seed)
+    config = am.describe()
+    config.update(targets=targets, restarts=args.restarts, seed=args.seed,
+                  random_weights=args.random_weights, display=args.display)
+    writer = RunWriter(args.out, config, resume=args.resume, display=args.display)
+    skip = writer.done_keys()
+    todo = sum(1 for r in rows if r.key not in skip)
+    chosen_lr: dict[str, float] = {}
+    with tqdm(total=todo * am.steps_per_row, unit="step", desc=f"baseline {settings.name}", disable=None) as bar:
+        def progress(rows_stepped: int) -> None:
+            bar.update(rows_stepped)
+
+        def on_chunk(part) -> None:
+            writer.write(part, am)
+            chosen_lr.update({row.key: float(lr) for row, lr in zip(part.rows, part.lr)})
+            bar.set_postfix(rows=len(writer.rows))
+
+        am.synthesize(targets, args.restarts, args.seed, args.batch_size, skip, on_chunk, progress)
+    manifest = writer.finish(order=[r.key for r in rows])
+    _print_summary(manifest["rows"], chosen_lr if settings.auto_lr else {}, Path(args.out))
+    return 0
+
+
+def _print_summary(rows: list[dict], chosen_lr: dict[str, float], out: Path) -> None:
+    lr_head = f" {'lr':>8}" if chosen_lr else ""
+    print(f"{'target':<22} {'restart':>7} {'start':>9} {'end':>9} {'best':>9}{lr_head}")
+    for r in rows[:40]:
+        lr = chosen_lr.get(r["key"])
+        lr_cell = (f" {lr:>8.3g}" if lr is not None else f" {'-':>8}") if chosen_lr else ""
+        print(f"{r['target']:<22} {r['restart']:>7} {r['act_start']:>9.3f} {r['act_end']:>9.3f} {r['act_best']:>9.3f}"
+              f"{lr_cell}")
+    if len(rows) > 40:
+        print(f"... {len(rows) - 40} more rows in {out / 'manifest.json'}")
+    print(f"wrote {len(rows)} images, montage.png and manifest.json to {out}")
