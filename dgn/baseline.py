@@ -23,10 +23,11 @@ Named presets (:data:`PRESETS`) reproduce the sources; see :func:`preset`.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -124,15 +125,15 @@ class ImageAMSettings:
         """JSON-ready settings, each regulariser as ``{"kind": ..., **parameters}``."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "regularisers"}
         out["regularisers"] = [R.describe(r) for r in self.regularisers]
-        return json_ready(out)
+        return _json_ready(out)
 
 
-def json_ready(value):
+def _json_ready(value):
     """Tuples to lists, recursively (so a described configuration compares equal to its reloaded JSON)."""
     if isinstance(value, dict):
-        return {k: json_ready(v) for k, v in value.items()}
+        return {k: _json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
+        return [_json_ready(v) for v in value]
     return value
 
 
@@ -167,14 +168,15 @@ PRESETS: dict[str, ImageAMSettings] = {
     "yosinski-4": _yosinski(4, 0.0, 0.5, 0, 90, 1000, "progress", 1e8),
     # DeepDream (google/deepdream dream.ipynb): jitter 32, 4 octaves x 1.4, 10 steps each, step 1.5, clip.
     "deepdream": ImageAMSettings(name="deepdream", steps=40, step_rule="l1", lr=1.5, init="normal", init_std=1.0,
-                                 clip_pixels=True, regularisers=(R.Jitter(32, reference=224),), octaves=4, octave_scale=1.4),
+                                 clip_pixels=True, regularisers=(R.Jitter(32, reference=224),),
+                                 octaves=4, octave_scale=1.4),
     # Wang et al. (seed 000 and happynear/DeepVisualization Inceptionism_big.m): 1500 steps of 1.5 / mean|g|,
     # N(0, 1) start, random translation (their 300 px canvas around a 224 input: +-38 px) and scale
     # 0.8..1.2, weight decay 0.01 (VGG), blur/deblur every 10 steps. The auto-lr candidates are ours.
     "wang": ImageAMSettings(name="wang", steps=1500, step_rule="l1", lr=1.5, auto_lr=(0.75, 1.5, 3.0, 6.0),
                             init="normal", init_std=1.0,
-                            regularisers=(R.Jitter(38, reference=224), R.RandomScale((0.8, 1.2), "bilinear"), R.L2Decay(0.01),
-                                          R.BlurDeblur())),
+                            regularisers=(R.Jitter(38, reference=224), R.RandomScale((0.8, 1.2), "bilinear"),
+                                          R.L2Decay(0.01), R.BlurDeblur())),
     # Garon et al. (seed 001 and MathGaron/neural-network-visualization--Torch ImageOptimization.py):
     # jitter 40, gradient inverted when the softmax saturates, gradient blurred 3..10 times with a kernel
     # of 3, 7 or 9 taps, step U(0.7, 1.7) / mean|g|, L2 decay 0.01, pixel-norm clip at 2, 4 octaves x 1.7
@@ -182,7 +184,8 @@ PRESETS: dict[str, ImageAMSettings] = {
     "garon": ImageAMSettings(name="garon", steps=400, step_rule="l1", lr=1.0, lr_noise=(0.7, 1.7),
                              init="normal", init_std=1.0,
                              regularisers=(R.Jitter(40, reference=224), R.InvertSaturated(0.9999),
-                                           R.GaussianBlur(sigma=(0.0, 0.0), sizes=(3, 7, 9), repeats=(3, 10), on="grad"),
+                                           R.GaussianBlur(sigma=(0.0, 0.0), sizes=(3, 7, 9), repeats=(3, 10),
+                                                          on="grad"),
                                            R.L2Decay(0.01), R.ClipSmallNorm(threshold=2.0)),
                              octaves=4, octave_scale=1.7),
 }
@@ -337,7 +340,8 @@ class ImageAM:
         sizes = [self.size]
         for _ in range(self.settings.octaves - 1):
             h, w = sizes[0]
-            sizes.insert(0, (max(1, round(h / self.settings.octave_scale)), max(1, round(w / self.settings.octave_scale))))
+            scale = self.settings.octave_scale
+            sizes.insert(0, (max(1, round(h / scale)), max(1, round(w / scale))))
         return sizes
 
     @property
@@ -399,12 +403,13 @@ class ImageAM:
                     for reg in inputs:
                         seen = reg(seen, ctx)
                     acts = forward_to(module, self.to_classifier(seen), objective.layers, s.stop_early)
-                    values = objective(acts, seen)
+                    values = objective(acts, full)
                 (grad,) = torch.autograd.grad(values.sum(), live)
                 full = full.detach().float()
                 if inputs:  # record the activation of the image itself, not of its jittered view
                     with torch.no_grad(), _autocast(self.device, s.precision):
-                        values = objective(forward_to(module, self.to_classifier(full), objective.layers, s.stop_early), full)
+                        plain = forward_to(module, self.to_classifier(full), objective.layers, s.stop_early)
+                        values = objective(plain, full)
                 values = values.detach().float()
 
                 # Bookkeeping on the iterate just evaluated (before its update), as DGNAM.
@@ -452,7 +457,8 @@ class ImageAM:
         Args:
             rows: the rows (see :meth:`plan`); all run together, so mind the memory.
             images: initial images (B, C, H, W) in the classifier's space; default from each row's seed.
-            objective: per-row objective with a ``layers`` attribute; default each row's target unit.
+            objective: ``objective(acts, images) -> (B,)`` with a ``layers`` attribute (``images``: the
+                un-jittered work-space images); default each row's target unit.
             progress: called after each step with the number of rows it advanced.
 
         Returns:
@@ -564,14 +570,4 @@ class ImageAM:
 
 
 def _sha256(tensor: torch.Tensor) -> str:
-    import hashlib
-
     return hashlib.sha256(tensor.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
-
-
-def with_overrides(settings: ImageAMSettings, **changes) -> ImageAMSettings:
-    """A copy of ``settings`` with some fields changed (None values are ignored), re-validated."""
-    changes = {k: v for k, v in changes.items() if v is not None}
-    return replace(settings, **changes) if changes else settings
-
-

@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="classifier name (default: caffenet), or a Caffe deploy .prototxt (with --caffemodel)")
     p.add_argument("--caffemodel", default=None, help="weights of a --classifier given as a .prototxt")
     p.add_argument("--input-space", default="caffe-bgr-imagenet",
-                   help="pixel space of a .prototxt classifier's input (caffe-bgr-imagenet, rgb01, torchvision-imagenet)")
+                   help="pixel space of a .prototxt classifier's input "
+                        "(caffe-bgr-imagenet, rgb01, torchvision-imagenet)")
     p.add_argument("--random-weights", action="store_true", help="seeded random weights (smoke tests, benchmarks)")
     p.add_argument("--weights-dir", default=None, help="directory with weights copied by hand (also $DGN_WEIGHTS_DIR)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")

@@ -268,7 +268,9 @@ class GaussianBlur:
         if self.on not in ("image", "grad"):
             raise DGNError(f"blur 'on' must be 'image' or 'grad', got {self.on!r}")
         if self.every < 1 or not 1 <= self.repeats[0] <= self.repeats[1]:
-            raise DGNError(f"blur needs every >= 1 and 1 <= repeats low <= high, got every {self.every}, repeats {self.repeats}")
+            raise DGNError(
+                f"blur needs every >= 1 and 1 <= repeats low <= high, got every {self.every}, repeats {self.repeats}"
+            )
         if self.sigma[0] > self.sigma[1] or self.sigma[0] < 0:
             raise DGNError(f"blur sigma range must satisfy 0 <= low <= high, got {self.sigma}")
         if not self.sizes and self.sigma[1] <= 0:
@@ -456,11 +458,15 @@ class InvertSaturated:
         return torch.where(flip, -g, g)
 
 
-Regulariser = Jitter | RandomScale | GaussianBlur | BlurDeblur | L2Decay | ClipSmallNorm | ClipSmallContribution | InvertSaturated
+Regulariser = (
+    Jitter | RandomScale | GaussianBlur | BlurDeblur | L2Decay | ClipSmallNorm | ClipSmallContribution | InvertSaturated
+)
 
 KINDS: dict[str, type] = {
     cls.__name__: cls
-    for cls in (Jitter, RandomScale, GaussianBlur, BlurDeblur, L2Decay, ClipSmallNorm, ClipSmallContribution, InvertSaturated)
+    for cls in (
+        Jitter, RandomScale, GaussianBlur, BlurDeblur, L2Decay, ClipSmallNorm, ClipSmallContribution, InvertSaturated
+    )
 }
 
 

@@ -44,7 +44,8 @@ CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 # CIFAR's "deer" has no ImageNet class, so no target maps to it.
 IMAGENET_TO_CIFAR: dict[int, int] = {
     **{i: 0 for i in (404, 895)},  # airliner, warplane
-    **{i: 1 for i in (436, 468, 511, 609, 627, 656, 817)},  # beach wagon, cab, convertible, jeep, limo, minivan, sports car
+    # beach wagon, cab, convertible, jeep, limousine, minivan, sports car
+    **{i: 1 for i in (436, 468, 511, 609, 627, 656, 817)},
     **{i: 2 for i in (*range(7, 25), *range(80, 101))},  # cock ... great grey owl, black grouse ... black swan
     **{i: 3 for i in range(281, 286)},  # tabby, tiger, Persian, Siamese, Egyptian cat
     **{i: 5 for i in range(151, 269)},  # Chihuahua ... Mexican hairless
@@ -93,7 +94,9 @@ def real_max(classifier: Classifier, targets: list[Target], folder: Path, limit:
         x = spaces.from_rgb01(rgb, classifier.space)
         acts = forward_to(classifier.module, x, objective.layers)
         for i, t in enumerate(targets):
-            a = acts[t.layer][:, t.unit] if t.position is None else acts[t.layer][:, t.unit, t.position[0], t.position[1]]
+            a = acts[t.layer][:, t.unit]
+            if t.position is not None:
+                a = a[:, t.position[0], t.position[1]]
             best[i] = max(best[i], float(a.max()))
     return best
 
@@ -199,7 +202,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--classifier", default="caffenet")
     p.add_argument("--generator", default="deepsim-fc6", help="DGN-AM's prior")
-    p.add_argument("--target", action="append", help=f"repeatable, ranges allowed (default: {' '.join(DEFAULT_TARGETS)})")
+    p.add_argument("--target", action="append",
+                   help=f"repeatable, ranges allowed (default: {' '.join(DEFAULT_TARGETS)})")
     p.add_argument("--presets", default=",".join(PRESETS), help="comma-separated image-space presets")
     p.add_argument("--steps", type=int, default=200, help="steps per row for every method")
     p.add_argument("--restarts", type=int, default=1)
@@ -263,8 +267,8 @@ def main(argv: list[str] | None = None) -> None:
     table = {}
     for name, res in results.items():
         act = res["act_end"]
-        entry = {"act_end_mean": float(act.mean()), "wall_s": res["wall"],
-                 "row_steps_per_s": len(rows) * res["steps_per_row"] / res["wall"], "steps_per_row": res["steps_per_row"]}
+        entry = {"act_end_mean": float(act.mean()), "wall_s": res["wall"], "steps_per_row": res["steps_per_row"],
+                 "row_steps_per_s": len(rows) * res["steps_per_row"] / res["wall"]}
         if real is not None:
             # A ratio means nothing for a unit no real image drives above zero (random weights): skip those.
             positive = real > 0
