@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     _add_synthesis_options(p)
 
+    p = sub.add_parser("baseline", help="image-space activation maximisation (no generator), same outputs")
+    from dgn import baseline_cli
+
+    baseline_cli.add_arguments(p)
+
     p = sub.add_parser("layers", help="list a model's layers, aliases and output shapes")
     p.add_argument("model", help="a classifier or generator name")
 
@@ -287,8 +292,15 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_baseline(args: argparse.Namespace) -> int:
+    from dgn import baseline_cli
+
+    return baseline_cli.run(args)
+
+
 COMMANDS = {
     "synthesize": _cmd_synthesize,
+    "baseline": _cmd_baseline,
     "layers": _cmd_layers,
     "bounds": _cmd_bounds,
     "weights": _cmd_weights,
