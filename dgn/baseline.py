@@ -215,6 +215,9 @@ class ImageAMResult(RowsResult):
 
     lr: torch.Tensor = field(default_factory=lambda: torch.empty(0))
 
+    def row_extra(self, index: int) -> dict:
+        return {"lr": float(self.lr[index])} if self.lr.numel() > index else {}
+
     @staticmethod
     def concat(parts: Sequence[RowsResult]) -> ImageAMResult:
         base = RowsResult.concat(parts)

@@ -79,11 +79,9 @@ def settings_from_args(args: argparse.Namespace):
 
 
 def _classifier(args: argparse.Namespace):
-    from dgn.models import load_caffe_classifier, load_classifier
+    from dgn.cli import _classifier as load
 
-    if args.classifier.endswith(".prototxt"):
-        return load_caffe_classifier(args.classifier, args.caffemodel, args.input_space, args.random_weights)
-    return load_classifier(args.classifier, args.random_weights, args.seed, args.weights_dir)
+    return load(args, args.seed)
 
 
 def run(args: argparse.Namespace) -> int:

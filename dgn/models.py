@@ -143,11 +143,13 @@ def _init_generator_randomly(module: nn.Module) -> None:
 
 
 def _init_classifier_randomly(module: nn.Module) -> None:
-    """He initialisation, so a random CaffeNet's deep units respond like a trained net's (not ~0)."""
-    for layer in module.modules():
+    """He weights, so a random CaffeNet's deep units respond like a trained net's (not ~0), and the
+    biases of Caffe's reference fillers (1 for conv2, conv4, conv5, fc6, fc7; else 0), so units are
+    alive even at an all-zero input (where image-space methods start)."""
+    for name, layer in module.named_modules():
         if isinstance(layer, (nn.Linear, nn.Conv2d)):
             nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-            nn.init.zeros_(layer.bias)
+            nn.init.constant_(layer.bias, 1.0 if name in ("conv2", "conv4", "conv5", "fc6", "fc7") else 0.0)
 
 
 def state_dict_sha256(state: dict[str, torch.Tensor]) -> str:

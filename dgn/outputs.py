@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from safetensors.torch import save as safetensors_save
@@ -62,7 +63,7 @@ class RunWriter:
         """Keys of the rows already finished (to pass as ``skip``)."""
         return {row["key"] for row in self.rows}
 
-    def write(self, part: RowsResult, method: DGNAM) -> None:
+    def write(self, part: RowsResult, method: DGNAM | Any) -> None:
         """Write one finished chunk: images, codes, then the updated manifest.
 
         Args:
@@ -98,6 +99,7 @@ class RunWriter:
                     "act_end": float(part.act_end[i]),
                     "act_best": float(part.act_best[i]),
                     "best_step": int(part.best_step[i]),
+                    **part.row_extra(i),
                 }
             )
         self._write_manifest(finished=False)

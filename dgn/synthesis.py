@@ -108,6 +108,10 @@ class RowsResult:
     best_step: torch.Tensor
     view_boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
 
+    def row_extra(self, index: int) -> dict:
+        """Method-specific facts about one row for the manifest (none for DGN-AM)."""
+        return {}
+
     @staticmethod
     def concat(parts: Sequence[RowsResult]) -> RowsResult:
         if not parts:

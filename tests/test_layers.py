@@ -56,9 +56,8 @@ def test_no_hooks_left_even_after_an_error():
     net = tiny_classifier()
     before = hooks_left(net)
     forward_to(net, torch.randn(1, 3, 36, 36), ["conv1", "fc8"])
-    with pytest.raises(RuntimeError):
-        with capture(net, ["conv2"]):
-            net(torch.randn(1, 5, 36, 36))  # wrong channel count
+    with pytest.raises(RuntimeError), capture(net, ["conv2"]):
+        net(torch.randn(1, 5, 36, 36))  # wrong channel count
     assert hooks_left(net) == before
 
 
