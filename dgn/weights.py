@@ -40,10 +40,11 @@ import torch
 
 from dgn.errors import DGNError
 
-REGISTRY_PATH = Path(__file__).resolve().parent / "pretrained" / "registry.json"
+SHIPPED_DIR = Path(__file__).resolve().parent / "pretrained"  # small weights that ship with the package
+REGISTRY_PATH = SHIPPED_DIR / "registry.json"
 
 KINDS = ("generator", "classifier", "bounds")
-SOURCE_TYPES = ("hf", "torchvision", "url")
+SOURCE_TYPES = ("hf", "torchvision", "url", "shipped")
 PIXEL_SPACES = ("caffe-bgr-imagenet", "torchvision-imagenet", "cifar10-resnet")
 _TRUE = ("1", "true", "yes", "on")
 _DEEPSIM_KEY_QUIRK = re.compile(r"^([^.]+)\.1\.(weight|bias)$")  # old conversions: "defc7.1.weight"
@@ -52,7 +53,7 @@ _HASH_PREFIX = re.compile(r"-([a-f0-9]{6,})\.")  # torch.hub file names: "alexne
 
 @dataclass(frozen=True)
 class WeightsSource:
-    """Where a file comes from: ``type`` is "hf", "torchvision" or "url"."""
+    """Where a file comes from: ``type`` is "hf", "torchvision", "url", or "shipped" (in ``dgn/pretrained``)."""
 
     type: str
     repo: str | None = None
@@ -89,6 +90,8 @@ class WeightsEntry:
             return f"https://huggingface.co/{src.repo}/resolve/{src.revision or 'main'}/{src.filename}"
         if src.type == "url":
             return str(src.url)
+        if src.type == "shipped":
+            return str(SHIPPED_DIR / self.file)
         return _torchvision_url(self)
 
     @property
@@ -109,7 +112,7 @@ def _entry_from_json(obj: Mapping[str, Any], where: str) -> WeightsEntry:
         raise DGNError(
             f"registry {where}: {name!r} has source type {src.get('type')!r}; valid: {', '.join(SOURCE_TYPES)}"
         )
-    needs = {"hf": ("repo", "filename"), "url": ("url",), "torchvision": ("weights",)}[src["type"]]
+    needs = {"hf": ("repo", "filename"), "url": ("url",), "torchvision": ("weights",), "shipped": ()}[src["type"]]
     if any(not src.get(k) for k in needs):
         raise DGNError(f"registry {where}: {name!r} source {src['type']} needs {', '.join(needs)}")
     unknown = set(src) - {"type", "repo", "filename", "revision", "url", "weights"}
@@ -221,6 +224,9 @@ def path(name: str, weights_dir: str | os.PathLike | None = None) -> Path | None
         candidate = folder / entry.stored_name
         if candidate.is_file():
             return candidate
+    if entry.source.type == "shipped":
+        shipped = SHIPPED_DIR / entry.file
+        return shipped if shipped.is_file() else None
     return None
 
 
@@ -490,6 +496,8 @@ def download(name: str, weights_dir: str | os.PathLike | None = None, force: boo
         found = path(name, weights_dir)
         if found is not None:
             return found
+    if entry.source.type == "shipped":
+        raise DGNError(f"{entry.file} should ship in {SHIPPED_DIR} but is missing; reinstall dgn-am")
     original = _find_original(entry, weights_dir)
     if original is not None:
         return _store(entry, original, _verify(entry, original), f"local file {original}")
