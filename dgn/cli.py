@@ -58,6 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dgn", description="Preferred inputs of neurons through a deep generator network prior.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    p = sub.add_parser("demo", help="offline tour: DGN-AM on the shipped CIFAR-10 world, with an HTML gallery")
+    p.add_argument("--out", default="demo-out", help="output directory (default: demo-out)")
+    p.add_argument("--quick", action="store_true", help="a fast smoke version (1 restart, 20 steps)")
+    p.add_argument("--restarts", type=int, default=4)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--weights-dir", default=None, help="also look here for the judge's weights (ResNet-20)")
+
     p = sub.add_parser("synthesize", help="DGN-AM: optimise generator codes to maximise units")
     _add_model_options(p)
     _add_synthesis_options(p)
@@ -292,6 +300,36 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import time
+
+    from tqdm import tqdm
+
+    from dgn import demo
+
+    demo.check_available(args.weights_dir)
+    rows_total = 10 * (1 if args.quick else args.restarts) + (0 if args.quick else len(demo.HIDDEN_TARGETS) * args.restarts)
+    steps = 20 if args.quick else args.steps
+    start = time.time()
+    with tqdm(total=rows_total * steps, unit="step", desc="demo", disable=None) as bar:
+        summary = demo.run_demo(args.out, args.quick, args.restarts, args.steps, args.device, args.weights_dir,
+                                progress=bar.update)
+    rows = summary["rows"]
+    print(f"{'target':<10} {'class':<11} {'restarts':>8} {'act start':>10} {'act end':>9}  judge (ResNet-20)")
+    for target in dict.fromkeys(r["target"] for r in rows):
+        group = [r for r in rows if r["target"] == target]
+        start_mean = sum(r["act_start"] for r in group) / len(group)
+        end_mean = sum(r["act_end"] for r in group) / len(group)
+        verdicts = ", ".join(r["judge"] for r in group if "judge" in r)
+        print(f"{target:<10} {group[0].get('class', '-'):<11} {len(group):>8} {start_mean:>10.2f} {end_mean:>9.2f}  {verdicts}")
+    if summary["judge_accuracy"] is not None:
+        print(f"ResNet-20 (not trained by us) recognises {summary['judge_accuracy']:.0%} of the output-unit images")
+    else:
+        print("ResNet-20 weights not found: `dgn weights download resnet20-cifar10` to judge the images")
+    print(f"{len(rows)} images in {time.time() - start:.0f} s; open {summary['index']}")
+    return 0
+
+
 def _cmd_baseline(args: argparse.Namespace) -> int:
     from dgn import baseline_cli
 
@@ -299,6 +337,7 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
+    "demo": _cmd_demo,
     "synthesize": _cmd_synthesize,
     "baseline": _cmd_baseline,
     "layers": _cmd_layers,

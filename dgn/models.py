@@ -94,6 +94,18 @@ def _torchvision(name: str) -> Callable[[], nn.Module]:
     return build
 
 
+def _cifar_caffenet() -> nn.Module:
+    from dgn.nets.toy import cifar_caffenet
+
+    return cifar_caffenet()
+
+
+def _cifar_generator() -> nn.Module:
+    from dgn.nets.toy import cifar_generator
+
+    return cifar_generator()
+
+
 def _resnet20() -> nn.Module:
     from dgn.nets.resnet_cifar import resnet20_cifar10
 
@@ -114,6 +126,11 @@ ARCHITECTURES: dict[str, Architecture] = {
     "googlenet": Architecture("classifier", _torchvision("googlenet"), _TV_224),
     "resnet50": Architecture("classifier", _torchvision("resnet50"), _TV_224),
     "resnet20-cifar10": Architecture("classifier", _resnet20, CIFAR10_RESNET),
+    # The offline CIFAR-10 world (shipped weights): a CaffeNet-shaped classifier and a prior on its fc6.
+    "cifar-caffenet": Architecture("classifier", _cifar_caffenet, spaces.CAFFE_BGR_IMAGENET.with_size((32, 32))),
+    "cifar-deepsim-fc6": Architecture(
+        "generator", _cifar_generator, spaces.CAFFE_BGR_IMAGENET.with_size((32, 32)), (512,)
+    ),
 }
 
 

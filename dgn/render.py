@@ -83,3 +83,47 @@ def montage(
         if labels:
             draw.text((x0 + 1, y0 + tile + 1), str(labels[i])[: max(4, tile // 6)], fill=(0, 0, 0))
     return np.asarray(canvas)
+
+
+def write_gallery(
+    path: str | Path,
+    title: str,
+    rows: Sequence[dict],
+    settings: dict,
+    montage_file: str | None = "montage.png",
+    columns: Sequence[str] = ("target", "restart", "act_start", "act_end", "act_best"),
+) -> None:
+    """A self-contained ``index.html``: the montage, then one card per row (image and facts), then settings.
+
+    Args:
+        path: the HTML file to write (atomically); image paths in ``rows`` are relative to its folder.
+        title: page heading.
+        rows: manifest rows (each with ``image``), optionally with extra keys named in ``columns``.
+        settings: shown as a JSON block at the end.
+        montage_file: relative path of a montage to show first, or None.
+        columns: row keys shown under each image.
+    """
+    from html import escape
+
+    def fmt(value) -> str:
+        return f"{value:.3g}" if isinstance(value, float) else escape(str(value))
+
+    cards = []
+    for row in rows:
+        facts = "<br>".join(f"{escape(c)}: {fmt(row[c])}" for c in columns if c in row)
+        cards.append(
+            f'<figure><img src="{escape(row["image"])}" width="128" height="128" '
+            f'style="image-rendering:pixelated"><figcaption>{facts}</figcaption></figure>'
+        )
+    montage_html = f'<p><img src="{escape(montage_file)}" style="max-width:100%"></p>' if montage_file else ""
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em}} figure{{display:inline-block;margin:6px;font-size:12px;vertical-align:top}}
+pre{{background:#f4f4f4;padding:1em;overflow:auto}}</style></head>
+<body><h1>{escape(title)}</h1>
+{montage_html}
+{"".join(cards)}
+<h2>Settings</h2><pre>{escape(json.dumps(settings, indent=2))}</pre>
+</body></html>
+"""
+    atomic_write_bytes(path, page.encode())

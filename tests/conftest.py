@@ -22,3 +22,17 @@ def fixtures_dir() -> Path:
 def _deterministic():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def _cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("dgn-cache")
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(_cache_dir, monkeypatch):
+    """Tests never touch the user's weights cache, never download, and see no local weights folders."""
+    monkeypatch.setenv("DGN_CACHE", str(_cache_dir))
+    monkeypatch.setenv("DGN_OFFLINE", "1")
+    monkeypatch.delenv("DGN_WEIGHTS_DIR", raising=False)
+    yield

@@ -1,0 +1,136 @@
+"""The offline tour: DGN-AM on the shipped CIFAR-10 world, judged by a network we did not train.
+
+``run_demo`` synthesises preferred images for the 10 output units of ``cifar-caffenet`` (several
+restarts each) and a few hidden units (conv5, fc6) through the shipped ``cifar-deepsim-fc6`` prior
+with the original act_max dynamics and the prior's 3-sigma code bounds, writes the run directory
+(images, codes, montage, manifest) and an ``index.html`` gallery, and, when the real ResNet-20 is at
+hand (registry entry ``resnet20-cifar10``, or the copy in ``../shared/fixtures``), records how it
+classifies each synthetic image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from dgn import spaces, weights
+from dgn.errors import DGNError
+from dgn.models import Classifier, load_classifier, load_generator
+from dgn.nets.toy import CIFAR_CLASSES
+from dgn.outputs import RunWriter
+from dgn.render import write_gallery
+from dgn.synthesis import DGNAM, ActMaxSettings, RowsResult
+
+GENERATOR = "cifar-deepsim-fc6"
+CLASSIFIER = "cifar-caffenet"
+BOUNDS = "cifar-fc6-bounds-3x"
+JUDGE = "resnet20-cifar10"
+HIDDEN_TARGETS = ("conv5:0", "conv5:1", "conv5:2", "conv5:3", "fc6:0", "fc6:1", "fc6:2", "fc6:3")
+_FIXTURE_JUDGE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "torch" / "resnet_cifar10"
+
+
+def find_judge(weights_dir: str | None = None) -> Classifier | None:
+    """The real CIFAR-10 ResNet-20 if a copy is available locally (never downloads), else None."""
+    for folder in (weights_dir, None, str(_FIXTURE_JUDGE)):
+        if folder is not None and not Path(folder).is_dir():
+            continue
+        entry = weights.get_entry(JUDGE)
+        has_copy = weights.path(JUDGE, folder) is not None or (
+            folder is not None and (Path(folder) / entry.file).is_file()
+        )
+        if has_copy:
+            return load_classifier(JUDGE, weights_dir=folder)
+    return None
+
+
+@torch.no_grad()
+def judge_images(judge: Classifier, images: list[torch.Tensor], space: spaces.PixelSpace) -> list[int]:
+    """The judge's top-1 class for each image (given in ``space``)."""
+    batch = torch.stack([spaces.fit(img.unsqueeze(0), space.size)[0] for img in images]) if images else None
+    if batch is None:
+        return []
+    x = spaces.convert(batch, space, judge.space)
+    judge.module.eval()
+    return judge.module(x).argmax(1).tolist()
+
+
+def run_demo(
+    out: str | Path,
+    quick: bool = False,
+    restarts: int = 4,
+    steps: int = 200,
+    device: str = "auto",
+    weights_dir: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Run the tour and write it to ``out``.
+
+    Args:
+        out: output directory (must not hold a run already).
+        quick: a fast smoke version (1 restart, 20 steps, no hidden units).
+        restarts, steps: per output unit (ignored with ``quick``).
+        device: "auto", "cpu", "cuda", ...
+        weights_dir: where to look for the judge's weights besides the cache and the fixtures.
+        progress: called with the number of rows advanced after each step.
+
+    Returns:
+        A summary: rows (manifest rows with the judge's verdicts), judge accuracy on the output units
+        (None without a judge), and the paths written.
+    """
+    if quick:
+        restarts, steps = 1, 20
+    out = Path(out)
+    generator = load_generator(GENERATOR, weights_dir=weights_dir)
+    classifier = load_classifier(CLASSIFIER, weights_dir=weights_dir)
+    bounds = weights.load_bounds(BOUNDS, weights_dir)
+    dgnam = DGNAM(generator, classifier, ActMaxSettings(steps=steps), device)
+    outputs = [f"fc8:{i}" for i in range(len(CIFAR_CLASSES))]
+    targets = outputs + ([] if quick else list(HIDDEN_TARGETS))
+    config = dgnam.describe()
+    config.update(targets=targets, restarts=restarts, seed=0, bounds=BOUNDS, demo=True)
+    writer = RunWriter(out, config, display="mean")
+    parts: list[RowsResult] = []
+
+    def on_chunk(part: RowsResult) -> None:
+        writer.write(part, dgnam)
+        parts.append(part)
+
+    dgnam.synthesize(targets, restarts, 0, batch_size=64, upper_bound=bounds, on_chunk=on_chunk, progress=progress)
+    result = RowsResult.concat(parts)
+    order = [r.key for r in result.rows]
+    manifest = writer.finish(order=order)
+    rows = manifest["rows"]
+
+    judge = find_judge(weights_dir)
+    accuracy = None
+    if judge is not None:
+        images = dgnam.render(result.codes_last, result.view_boxes)
+        verdicts = judge_images(judge, images, generator.space)
+        hits = []
+        for row, verdict in zip(rows, verdicts):
+            row["judge"] = CIFAR_CLASSES[verdict]
+            if row["layer"] == "fc8":
+                row["class"] = CIFAR_CLASSES[row["unit"]]
+                hits.append(verdict == row["unit"])
+        accuracy = sum(hits) / len(hits) if hits else None
+    for row in rows:
+        if row["layer"] == "fc8":
+            row.setdefault("class", CIFAR_CLASSES[row["unit"]])
+    write_gallery(
+        out / "index.html",
+        "dgn demo: preferred images of cifar-caffenet units through the cifar-deepsim-fc6 prior",
+        rows,
+        {**config, "judge": JUDGE if judge is not None else None, "judge_accuracy": accuracy},
+        columns=("target", "class", "restart", "act_start", "act_end", "judge"),
+    )
+    return {"rows": rows, "judge_accuracy": accuracy, "judge": judge is not None,
+            "index": str(out / "index.html"), "montage": str(out / "montage.png")}
+
+
+def check_available(weights_dir: str | None = None) -> None:
+    """Raise a DGNError naming what is missing when the shipped CIFAR-10 world is not installed."""
+    for name in (GENERATOR, CLASSIFIER, BOUNDS):
+        if weights.path(name, weights_dir) is None:
+            raise DGNError(f"{name} is not installed (it ships in dgn/pretrained); reinstall dgn-am")
