@@ -1,0 +1,35 @@
+import json
+
+from dgn.cli import main
+from dgn.models import load_classifier, load_generator
+from dgn.weights import load_bounds
+
+
+def test_the_shipped_cifar_world_loads():
+    gen = load_generator("cifar-deepsim-fc6")
+    clf = load_classifier("cifar-caffenet")
+    assert gen.code_shape == (512,) and clf.space.size == (32, 32)
+    bounds = load_bounds("cifar-fc6-bounds-3x")
+    assert bounds.shape == (512,) and (bounds >= 0).all()
+
+
+def test_demo_quick_runs_offline_and_writes_a_gallery(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--device", "cpu", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    rows = manifest["rows"]
+    assert [r["target"] for r in rows] == [f"fc8:{i}" for i in range(10)]
+    # Even 20 act_max steps through the shipped prior raise every output unit.
+    assert all(r["act_end"] > r["act_start"] for r in rows)
+    html = (out / "index.html").read_text()
+    assert "montage.png" in html and html.count("<figure>") == 10
+    assert "open" in capsys.readouterr().out
+
+
+def test_demo_judge_uses_the_fixture_resnet(tmp_path, fixtures_dir):
+    from dgn.demo import run_demo
+
+    summary = run_demo(tmp_path / "d", quick=True, device="cpu",
+                       weights_dir=str(fixtures_dir / "torch/resnet_cifar10"))
+    assert summary["judge"] and summary["judge_accuracy"] is not None
+    assert all("judge" in r for r in summary["rows"])
