@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     trainer = DeePSimTrainer(
         encoder, generator, discriminator, torch.utils.data.TensorDataset(x_train), config, device,
-        out_dir=args.work, preview_images=x_held[::200],  # one held-out image per class,
+        out_dir=args.work, preview_images=x_held[::200],  # one held-out image per class
     )  # fmt: skip
     bar = tqdm(total=args.generator_steps, desc="generator", unit="step")
 
