@@ -67,8 +67,8 @@ class Classifier:
         return self
 
 
-# The default scalar upper bound for fc6-like codes: the median of the original 3-sigma bounds file
-# (act_range/3x/fc6.txt: min 3, median 12, max 17). Used only when no bounds file is given.
+# The default scalar upper bound for DeePSim fc6-like codes: the median of the original 3-sigma bounds
+# file (act_range/3x/fc6.txt: min 3, median 12, max 17). Used only when no bounds file is given.
 DEEPSIM_DEFAULT_UPPER = 12.0
 
 
@@ -80,6 +80,7 @@ class Architecture:
     build: Callable[[], nn.Module]
     space: PixelSpace
     code_shape: tuple[int, ...] = ()
+    default_upper_bound: float = DEEPSIM_DEFAULT_UPPER  # scalar code bound when no bounds file is given (generators)
 
 
 def _torchvision(name: str) -> Callable[[], nn.Module]:
@@ -128,8 +129,9 @@ ARCHITECTURES: dict[str, Architecture] = {
     "resnet20-cifar10": Architecture("classifier", _resnet20, CIFAR10_RESNET),
     # The offline CIFAR-10 world (shipped weights): a CaffeNet-shaped classifier and a prior on its fc6.
     "cifar-caffenet": Architecture("classifier", _cifar_caffenet, spaces.CAFFE_BGR_IMAGENET.with_size((32, 32))),
+    # Its 3-sigma bounds file has median 2 (max 5): its fc6 activations are on a smaller scale than CaffeNet's.
     "cifar-deepsim-fc6": Architecture(
-        "generator", _cifar_generator, spaces.CAFFE_BGR_IMAGENET.with_size((32, 32)), (512,)
+        "generator", _cifar_generator, spaces.CAFFE_BGR_IMAGENET.with_size((32, 32)), (512,), 2.0
     ),
 }
 
@@ -229,7 +231,7 @@ def load_generator(
     """Build a named generator (see ``names("generator")``) with real or seeded random weights."""
     arch = _architecture(name, "generator")
     module, sha = _build(name, "generator", random_weights, seed, weights_dir)
-    return Generator(module, arch.space, arch.code_shape, name, DEEPSIM_DEFAULT_UPPER, sha)
+    return Generator(module, arch.space, arch.code_shape, name, arch.default_upper_bound, sha)
 
 
 def load_classifier(

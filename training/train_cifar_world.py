@@ -101,7 +101,7 @@ def reconstruction_errors(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fixtures", type=Path, default=REPO.parent / "shared" / "fixtures")
-    parser.add_argument("--out", type=Path, default=REPO / "pretrained")
+    parser.add_argument("--out", type=Path, default=REPO / "dgn" / "pretrained")
     parser.add_argument("--work", type=Path, default=REPO / "training" / "runs" / "cifar-world")
     parser.add_argument("--minutes", type=float, default=25.0, help="wall-clock cap for the whole run")
     parser.add_argument(
