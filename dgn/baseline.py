@@ -36,11 +36,11 @@ import torch.nn.functional as F
 from dgn import regularisers as R
 from dgn import spaces
 from dgn.errors import DGNError
-from dgn.inspect.receptive import receptive_field
+from dgn.inspect.receptive import ReceptiveFields
 from dgn.layers import forward_to, resolve_layer
 from dgn.models import Classifier, input_shape
 from dgn.objectives import UnitObjective
-from dgn.synthesis import Row, RowsResult, plan_rows, resolve_device
+from dgn.synthesis import Row, RowsResult, plan_rows, resolve_device, run_in_chunks
 from dgn.targets import Target, as_target, resolve_target
 
 STEP_RULES = ("l1", "raw", "progress")
@@ -283,7 +283,7 @@ class ImageAM:
         self._mean_given = mean_image is not None
         self.mean_image = self._mean_in_work_space(mean_image)
         self._shapes: dict[str, tuple[int, ...]] = {}
-        self._rf_cache: dict[tuple[str, tuple[int, int]], tuple[int, int, int, int]] = {}
+        self._receptive_fields = ReceptiveFields(self.classifier.module, input_shape(self.classifier))
 
     def _mean_in_work_space(self, mean_image: torch.Tensor | None) -> torch.Tensor:
         if mean_image is None:
@@ -514,16 +514,9 @@ class ImageAM:
         Returns:
             All rows' results in order, or None when every row was skipped.
         """
-        if batch_size < 1:
-            raise DGNError(f"batch size must be >= 1, got {batch_size}")
         skip = set(skip)
         rows = [r for r in self.plan(targets, restarts, seed) if r.key not in skip]
-        parts = []
-        for begin in range(0, len(rows), batch_size):
-            part = self.optimise(rows[begin : begin + batch_size], progress=progress)
-            if on_chunk is not None:
-                on_chunk(part)
-            parts.append(part)
+        parts = run_in_chunks(rows, batch_size, lambda chunk: self.optimise(chunk, progress=progress), on_chunk)
         return ImageAMResult.concat(parts) if parts else None
 
     # ----- images --------------------------------------------------------------------------------
@@ -537,12 +530,7 @@ class ImageAM:
         h, w = self.size
         if target.position is None or not self.settings.crop_receptive_field:
             return 0, 0, h, w
-        key = (target.layer, target.position)
-        if key not in self._rf_cache:
-            self._rf_cache[key] = receptive_field(
-                self.classifier.module, target.layer, target.position, input_shape(self.classifier)
-            )
-        return self._rf_cache[key]
+        return self._receptive_fields.get(target.layer, target.position)
 
     def render(self, codes: torch.Tensor, boxes: Sequence[tuple[int, int, int, int]]) -> list[torch.Tensor]:
         """The images (already in the classifier's space), each cropped to its box."""

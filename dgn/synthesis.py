@@ -25,7 +25,7 @@ import torch
 
 from dgn import spaces
 from dgn.errors import DGNError
-from dgn.inspect.receptive import receptive_field
+from dgn.inspect.receptive import ReceptiveFields
 from dgn.layers import forward_to, resolve_layer
 from dgn.models import Classifier, Generator, input_shape
 from dgn.objectives import UnitObjective
@@ -129,6 +129,27 @@ class RowsResult:
         )
 
 
+def run_in_chunks(
+    rows: Sequence[Row],
+    batch_size: int,
+    optimise: Callable[[list[Row]], RowsResult],
+    on_chunk: Callable[[RowsResult], None] | None = None,
+) -> list[RowsResult]:
+    """Optimise ``rows`` in consecutive chunks of ``batch_size``, handing each finished chunk to ``on_chunk``.
+
+    Rows are independent, so the results do not depend on ``batch_size``; it only trades memory for speed.
+    """
+    if batch_size < 1:
+        raise DGNError(f"batch size must be >= 1, got {batch_size}")
+    parts = []
+    for start in range(0, len(rows), batch_size):
+        part = optimise(list(rows[start : start + batch_size]))
+        if on_chunk is not None:
+            on_chunk(part)
+        parts.append(part)
+    return parts
+
+
 def initial_codes(seeds: Iterable[int], code_shape: Sequence[int]) -> torch.Tensor:
     """One N(0, 1) code per seed, drawn exactly as act_max did (``np.random.seed(s); normal(0, 1)``).
 
@@ -209,7 +230,7 @@ class DGNAM:
         self.generator.module.eval()
         self.classifier.module.eval()
         self._shapes: dict[str, tuple[int, ...]] = {}
-        self._rf_cache: dict[tuple[str, tuple[int, int]], tuple[int, int, int, int]] = {}
+        self._receptive_fields = ReceptiveFields(self.classifier.module, input_shape(self.classifier))
 
     # ----- targets -------------------------------------------------------------------------------
     def layer_shape(self, layer: str) -> tuple[int, ...]:
@@ -348,16 +369,10 @@ class DGNAM:
         Returns:
             All rows' results in order, or None when every row was skipped.
         """
-        if batch_size < 1:
-            raise DGNError(f"batch size must be >= 1, got {batch_size}")
         skip = set(skip)
         rows = [r for r in self.plan(targets, restarts, seed) if r.key not in skip]
-        parts = []
-        for start in range(0, len(rows), batch_size):
-            part = self.optimise(rows[start : start + batch_size], upper_bound, progress=progress)
-            if on_chunk is not None:
-                on_chunk(part)
-            parts.append(part)
+        parts = run_in_chunks(rows, batch_size, lambda chunk: self.optimise(chunk, upper_bound, progress=progress),
+                              on_chunk)
         return RowsResult.concat(parts) if parts else None
 
     @property
@@ -376,12 +391,7 @@ class DGNAM:
         (top, left, h, w), _ = spaces.fit_region(gen_size, self.classifier.space.size, self.settings.fit_mode)
         if target.position is None or not self.settings.crop_receptive_field:
             return top, left, h, w
-        key = (target.layer, target.position)
-        if key not in self._rf_cache:
-            self._rf_cache[key] = receptive_field(
-                self.classifier.module, target.layer, target.position, input_shape(self.classifier)
-            )
-        rf_top, rf_left, rf_h, rf_w = self._rf_cache[key]
+        rf_top, rf_left, rf_h, rf_w = self._receptive_fields.get(target.layer, target.position)
         in_h, in_w = self.classifier.space.size
         sy, sx = h / in_h, w / in_w
         return (

@@ -54,3 +54,19 @@ def receptive_field(
     top, bottom = int(rows.min()), int(rows.max())
     left, right = int(cols.min()), int(cols.max())
     return top, left, bottom - top + 1, right - left + 1
+
+
+class ReceptiveFields:
+    """Receptive fields of one model's units, computed once per (layer, position) and remembered."""
+
+    def __init__(self, model: nn.Module, input_shape: Sequence[int]) -> None:
+        self.model = model
+        self.input_shape = tuple(input_shape)
+        self._boxes: dict[tuple[str, tuple[int, int]], tuple[int, int, int, int]] = {}
+
+    def get(self, layer: str, position: tuple[int, int]) -> tuple[int, int, int, int]:
+        """(top, left, height, width) in input pixels; see :func:`receptive_field`."""
+        key = (layer, tuple(position))
+        if key not in self._boxes:
+            self._boxes[key] = receptive_field(self.model, layer, key[1], self.input_shape)
+        return self._boxes[key]
