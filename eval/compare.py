@@ -72,7 +72,7 @@ def cifar_class(target: Target, classifier: Classifier) -> int | None:
         return None
     if width == 1000:
         return IMAGENET_TO_CIFAR.get(target.unit)
-    if width == 10 and "cifar10" in classifier.name:
+    if width == 10 and "cifar" in classifier.name:  # the CIFAR-10 world (cifar-caffenet, resnet20-cifar10)
         return target.unit
     return None
 
