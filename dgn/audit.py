@@ -1,0 +1,539 @@
+"""Memorisation audit (Figure S22 of DGN-AM): nearest training images of synthetic images.
+
+For each synthetic image of class Y, find the closest training image of class Y in pixel space
+(RGB 0..1 at the encoder's input size) and in each code space of the encoder, and show them side
+by side. The training set is streamed one class at a time: its images go through the encoder once,
+with every chosen layer hooked, and only (id, distance) survives the class. FAISS (``faiss.knn``)
+proposes ``k`` candidates; they are re-ranked with explicit float64 differences, because FAISS's
+float32 ``|x|^2 + |y|^2 - 2<x, y>`` expansion reports near copies of large vectors at wrong
+distances (often 0). Candidates are proposed after subtracting the class's training mean, so a
+common offset cannot change them. Each distance gets a scale: the median nearest-neighbour distance
+of held-out real images of the same class to that class's training set, per space; an image is
+flagged when any of its distances is below ``threshold * scale``.
+
+The library never prints; pass ``progress(stage, done, total)`` to follow it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch  # imported before faiss (see the FAISS notes): faiss is imported lazily below
+from torch import nn
+
+from dgn import spaces
+from dgn.errors import DGNError
+from dgn.layers import aliases_for, forward_to, resolve_layer
+from dgn.models import Classifier, input_shape
+
+PIXEL = "pixel"
+Progress = Callable[[str, int, int], None]
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError:  # pragma: no cover - faiss-cpu is a dependency
+        raise DGNError("the memorisation audit needs faiss (pip install faiss-cpu)") from None
+    return faiss
+
+
+# ----------------------------------------------------------------------------------------------
+# image sets
+
+
+@dataclass
+class ImageSet:
+    """Images with class labels, loaded on demand (so a class can be streamed).
+
+    Attributes:
+        ids: one id per image (e.g. a path relative to the set's root).
+        labels: class index per image.
+        loader: indices -> RGB 0..1 tensor (n, 3, H, W) at the audit size.
+        paths: file path per image, when the images are files.
+    """
+
+    ids: list[str]
+    labels: list[int]
+    loader: Callable[[list[int]], torch.Tensor]
+    paths: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def indices_of(self, label: int) -> list[int]:
+        """Indices of the images of class ``label``."""
+        return [i for i, y in enumerate(self.labels) if y == label]
+
+    def subset(self, indices: Sequence[int]) -> ImageSet:
+        """The images at ``indices`` (in that order)."""
+        idx = list(indices)
+        return ImageSet(
+            [self.ids[i] for i in idx],
+            [self.labels[i] for i in idx],
+            lambda sel: self.loader([idx[i] for i in sel]),
+            [self.paths[i] for i in idx] if self.paths else [],
+        )
+
+    @classmethod
+    def from_tensors(cls, images: torch.Tensor, labels: Sequence[int], ids: Sequence[str] | None = None) -> ImageSet:
+        """Images already in memory (RGB 0..1, (N, 3, H, W))."""
+        if len(images) != len(labels):
+            raise DGNError(f"{len(images)} images but {len(labels)} labels")
+        names = list(ids) if ids is not None else [str(i) for i in range(len(images))]
+        return cls(names, [int(y) for y in labels], lambda sel: images[list(sel)])
+
+    @classmethod
+    def from_folder(cls, root: str | Path, size: tuple[int, int] | None) -> tuple[ImageSet, list[str]]:
+        """An image folder with class subfolders (class index = sorted subfolder order).
+
+        Returns:
+            The set (ids are paths relative to ``root``) and the class names.
+        """
+        from dgn.data import ImageFolderDataset, load_images
+
+        dataset = ImageFolderDataset(root)
+        if not dataset.classes:
+            raise DGNError(f"{root} has no class subfolders; the audit needs root/<class>/<image>")
+        paths = [str(p) for p in dataset.paths]
+        ids = [str(Path(p).relative_to(dataset.root)) for p in paths]
+        return cls(ids, dataset.labels, lambda sel: load_images([paths[i] for i in sel], size), paths), dataset.classes
+
+
+def synthetic_from_run(
+    run_dir: str | Path,
+    size: tuple[int, int] | None,
+    class_of_row: Mapping[str, int] | Callable[[dict], int | None] | None = None,
+) -> ImageSet:
+    """The synthetic images of a ``dgn`` run directory, with their classes.
+
+    Args:
+        run_dir: a run directory (``manifest.json`` + images).
+        size: (H, W) to load the images at.
+        class_of_row: row key -> class, or a function row -> class (None skips the row). Default: the
+            unit of rows of layer ``fc8``; other rows are skipped.
+
+    Returns:
+        The images (ids are row keys, paths the image files).
+    """
+    from dgn.data import load_images
+    from dgn.outputs import read_manifest
+
+    rows = read_manifest(run_dir)["rows"]
+    ids, labels, paths = [], [], []
+    for row in rows:
+        if callable(class_of_row):
+            label = class_of_row(row)
+        elif class_of_row is not None:
+            label = class_of_row.get(row.get("key", row["image"]))
+        else:
+            label = int(row["unit"]) if row.get("layer") == "fc8" else None
+        if label is None:
+            continue
+        ids.append(str(row.get("key", row["image"])))
+        labels.append(int(label))
+        paths.append(str(Path(run_dir) / row["image"]))
+    if not ids:
+        raise DGNError(f"no synthetic images with a class in {run_dir} (only fc8 rows have one by default)")
+    return ImageSet(ids, labels, lambda sel: load_images([paths[i] for i in sel], size), paths)
+
+
+# ----------------------------------------------------------------------------------------------
+# layers and encoding
+
+
+@dataclass(frozen=True)
+class Space:
+    """One search space: ``pixel`` or an encoder layer (canonical module name), pre or post ReLU."""
+
+    name: str
+    module: str | None = None
+    post_relu: bool = False
+
+
+def _execution_order(classifier: Classifier) -> list[tuple[str, nn.Module]]:
+    """Leaf modules in the order one forward pass runs them."""
+    order: list[tuple[str, nn.Module]] = []
+    handles = []
+    for name, module in classifier.module.named_modules():
+        if name and not list(module.children()):
+            handles.append(module.register_forward_hook(lambda m, i, o, n=name: order.append((n, m))))
+    device = next(iter(classifier.module.parameters()), torch.zeros(())).device
+    try:
+        with torch.no_grad():
+            classifier.module(torch.zeros(1, *input_shape(classifier), device=device))
+    finally:
+        for h in handles:
+            h.remove()
+    return order
+
+
+def resolve_spaces(classifier: Classifier, layers: Sequence[str] | None = None) -> list[Space]:
+    """The search spaces for ``layers``.
+
+    Args:
+        classifier: the encoder.
+        layers: names (``pixel``, dotted module names or aliases such as ``conv1``), each optionally
+            suffixed ``:pre`` or ``:post``. Without a suffix a layer is taken post-ReLU when the next
+            module run is an ``nn.ReLU`` (as Caffe stores it). Default: ``pixel`` plus every
+            Conv2d/Linear layer in execution order.
+
+    Returns:
+        One :class:`Space` per name.
+    """
+    order = _execution_order(classifier)
+    follows_relu = {
+        name: i + 1 < len(order) and isinstance(order[i + 1][1], nn.ReLU) for i, (name, _) in enumerate(order)
+    }
+    reverse = {v: k for k, v in aliases_for(classifier.module).items()}
+    if layers is None:
+        layers = [PIXEL] + [reverse.get(n, n) for n, m in order if isinstance(m, (nn.Conv2d, nn.Linear))]
+        layers = list(dict.fromkeys(layers))
+    result: list[Space] = []
+    for spec in layers:
+        name, _, mode = spec.partition(":")
+        if mode not in ("", "pre", "post"):
+            raise DGNError(f"layer {spec!r}: the suffix must be :pre or :post")
+        if name == PIXEL:
+            result.append(Space(PIXEL))
+            continue
+        module = resolve_layer(classifier.module, name)
+        post = follows_relu.get(module, False) if mode == "" else mode == "post"
+        result.append(Space(spec if mode else name, module, post))
+    if len({s.name for s in result}) != len(result):
+        raise DGNError(f"duplicate layers in {', '.join(layers)}")
+    return result
+
+
+@torch.no_grad()
+def encode(
+    classifier: Classifier, images: torch.Tensor, spaces_: Sequence[Space], batch_size: int = 256
+) -> dict[str, np.ndarray]:
+    """Flattened codes of RGB 0..1 images in every space (float32, on the CPU).
+
+    Args:
+        classifier: the encoder (evaluated in eval mode on its own device).
+        images: (N, 3, H, W) RGB 0..1.
+        spaces_: the spaces (see :func:`resolve_spaces`).
+        batch_size: images per forward pass.
+
+    Returns:
+        Space name -> (N, d) array.
+    """
+    module = classifier.module
+    was_training = module.training
+    module.eval()
+    device = next(iter(module.parameters()), torch.zeros(())).device
+    size = classifier.space.size
+    modules = list(dict.fromkeys(s.module for s in spaces_ if s.module is not None))
+    parts: dict[str, list[np.ndarray]] = {s.name: [] for s in spaces_}
+    try:
+        for start in range(0, len(images), batch_size):
+            rgb = spaces.fit(images[start : start + batch_size].float(), size)
+            if any(s.name == PIXEL for s in spaces_):
+                parts[PIXEL].append(rgb.reshape(len(rgb), -1).cpu().numpy())
+            if modules:
+                x = spaces.convert(rgb.to(device), spaces.RGB01, classifier.space)
+                out = forward_to(module, x, modules)
+                for s in spaces_:
+                    if s.module is not None:
+                        value = torch.relu(out[s.module]) if s.post_relu else out[s.module]
+                        parts[s.name].append(value.reshape(len(value), -1).float().cpu().numpy())
+    finally:
+        module.train(was_training)
+    return {k: np.concatenate(v) if v else np.zeros((0, 0), np.float32) for k, v in parts.items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# search
+
+
+def exact_distances(queries: np.ndarray, base: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Euclidean distances from each query to its candidates, with explicit float64 differences.
+
+    Args:
+        queries: (nq, d).
+        base: (nb, d).
+        candidates: (nq, k) indices into ``base``.
+
+    Returns:
+        (nq, k) float64 distances.
+    """
+    out = np.empty(candidates.shape, np.float64)
+    for i in range(len(queries)):
+        diff = base[candidates[i]].astype(np.float64) - queries[i].astype(np.float64)[None, :]
+        out[i] = np.sqrt(np.einsum("kd,kd->k", diff, diff))
+    return out
+
+
+def nearest(queries: np.ndarray, base: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """The nearest ``base`` row of each query: FAISS candidates, exact float64 re-ranking.
+
+    Candidates come from ``faiss.knn`` on float32 copies centred on the base mean (computed in
+    float64), so adding one offset to queries and base changes none of them.
+
+    Args:
+        queries: (nq, d).
+        base: (nb, d), nb >= 1.
+        k: candidates per query (capped at nb).
+
+    Returns:
+        (indices (nq,) into ``base``, exact distances (nq,) float64).
+    """
+    if len(base) == 0:
+        raise DGNError("nearest: the base set is empty")
+    if len(queries) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float64)
+    faiss = _faiss()
+    k = max(1, min(int(k), len(base)))
+    mean = base.mean(0, dtype=np.float64)
+    xb = np.ascontiguousarray(base - mean, dtype=np.float32)
+    xq = np.ascontiguousarray(queries - mean, dtype=np.float32)
+    _, cand = faiss.knn(xq, xb, k)
+    cand = np.where(cand < 0, 0, cand).astype(np.int64)
+    dist = exact_distances(queries, base, cand)
+    # ties: the smaller index wins, so results are deterministic
+    order = np.stack([np.lexsort((cand[i], dist[i])) for i in range(len(dist))])
+    best = np.take_along_axis(cand, order, 1)[:, 0]
+    return best, np.take_along_axis(dist, order, 1)[:, 0]
+
+
+# ----------------------------------------------------------------------------------------------
+# the audit
+
+
+@dataclass
+class AuditResult:
+    """What :meth:`MemorisationAudit.audit` found.
+
+    Attributes:
+        spaces: the spaces searched, in order.
+        items: one dict per synthetic image: ``id``, ``path``, ``class``, ``nearest`` (space ->
+            ``{"index", "id", "path", "distance", "scale", "ratio"}``), ``nearest_any_class`` (when
+            asked; the same plus ``class``), ``flagged`` (None without scales), ``flagged_spaces``.
+        scales: class -> space -> median held-out nearest-neighbour distance (empty without held-out).
+        config: k, threshold, layers, all_classes.
+    """
+
+    spaces: list[Space]
+    items: list[dict[str, Any]]
+    scales: dict[int, dict[str, float]]
+    config: dict[str, Any]
+
+    def summary(self) -> dict[str, dict[str, float | None]]:
+        """Per space: median synthetic distance, median scale, median ratio (distance / scale)."""
+        out: dict[str, dict[str, float | None]] = {}
+        for s in self.spaces:
+            d = [it["nearest"][s.name]["distance"] for it in self.items]
+            sc = [v[s.name] for v in self.scales.values() if s.name in v]
+            r = [it["nearest"][s.name]["ratio"] for it in self.items if it["nearest"][s.name]["ratio"] is not None]
+            out[s.name] = {
+                "median_distance": float(np.median(d)) if d else None,
+                "median_scale": float(np.median(sc)) if sc else None,
+                "median_ratio": float(np.median(r)) if r else None,
+            }
+        return out
+
+    def to_json(self, class_names: Sequence[str] | None = None) -> dict[str, Any]:
+        """A JSON-ready dict (the content of ``audit.json``)."""
+        name = (lambda c: class_names[c]) if class_names else (lambda c: str(c))
+        return {
+            "config": self.config,
+            "spaces": [{"name": s.name, "module": s.module, "post_relu": s.post_relu} for s in self.spaces],
+            "classes": list(class_names) if class_names else None,
+            "scales": {name(c): v for c, v in sorted(self.scales.items())},
+            "summary": self.summary(),
+            "flagged": sum(bool(it["flagged"]) for it in self.items),
+            "items": self.items,
+        }
+
+
+class MemorisationAudit:
+    """Nearest training images of synthetic images, per class, in pixel space and code spaces.
+
+    Args:
+        encoder: the classifier whose layers define the code spaces.
+        layers: see :func:`resolve_spaces` (default: pixel + every Conv2d/Linear layer).
+        k: FAISS candidates per query, re-ranked exactly.
+        all_classes: also search the whole training set.
+        threshold: flag an image when a distance is below ``threshold * scale``.
+        batch_size: images per encoder forward pass.
+    """
+
+    def __init__(
+        self,
+        encoder: Classifier,
+        layers: Sequence[str] | None = None,
+        k: int = 10,
+        all_classes: bool = False,
+        threshold: float = 0.5,
+        batch_size: int = 256,
+    ) -> None:
+        if k < 1:
+            raise DGNError(f"k must be at least 1, got {k}")
+        if threshold < 0:
+            raise DGNError(f"threshold must be >= 0, got {threshold}")
+        self.encoder = encoder
+        self.spaces = resolve_spaces(encoder, layers)
+        self.k = k
+        self.all_classes = all_classes
+        self.threshold = threshold
+        self.batch_size = batch_size
+
+    def _encode(self, images: ImageSet, indices: list[int]) -> dict[str, np.ndarray]:
+        parts = [
+            encode(self.encoder, images.loader(indices[i : i + self.batch_size]), self.spaces, self.batch_size)
+            for i in range(0, len(indices), self.batch_size)
+        ]
+        return {s.name: np.concatenate([p[s.name] for p in parts]) for s in self.spaces}
+
+    def audit(
+        self,
+        synthetic: ImageSet,
+        train: ImageSet,
+        heldout: ImageSet | None = None,
+        progress: Progress | None = None,
+    ) -> AuditResult:
+        """Run the audit.
+
+        Args:
+            synthetic: the synthetic images and their classes.
+            train: the training images (streamed one class at a time).
+            heldout: real images not trained on, for the per-class scales (optional).
+            progress: called as ``progress("class", done, total)`` after each class.
+
+        Returns:
+            An :class:`AuditResult`.
+        """
+        names = [s.name for s in self.spaces]
+        q_codes = self._encode(synthetic, list(range(len(synthetic))))
+        train_classes = sorted(set(train.labels))
+        missing = sorted(set(synthetic.labels) - set(train_classes))
+        if missing:
+            raise DGNError(f"synthetic images of class(es) {missing} have no training images")
+        items: list[dict[str, Any]] = [
+            {
+                "id": synthetic.ids[i],
+                "path": synthetic.paths[i] if synthetic.paths else None,
+                "class": synthetic.labels[i],
+                "nearest": {},
+            }
+            for i in range(len(synthetic))
+        ]
+        best_any: dict[str, list[dict[str, Any] | None]] = {n: [None] * len(synthetic) for n in names}
+        scales: dict[int, dict[str, float]] = {}
+        for done, c in enumerate(train_classes, 1):
+            t_idx = train.indices_of(c)
+            base = self._encode(train, t_idx)
+            same = [i for i, y in enumerate(synthetic.labels) if y == c]
+            h_idx = heldout.indices_of(c) if heldout is not None else []
+            h_codes = self._encode(heldout, h_idx) if h_idx else None
+            for n in names:
+                if same:
+                    idx, dist = nearest(q_codes[n][same], base[n], self.k)
+                    for i, j, d in zip(same, idx, dist):
+                        items[i]["nearest"][n] = self._hit(train, t_idx[j], float(d))
+                if h_codes is not None:
+                    _, hd = nearest(h_codes[n], base[n], self.k)
+                    scales.setdefault(c, {})[n] = float(np.median(hd))
+                if self.all_classes:
+                    idx, dist = nearest(q_codes[n], base[n], self.k)
+                    for i, (j, d) in enumerate(zip(idx, dist)):
+                        prev = best_any[n][i]
+                        if prev is None or d < prev["distance"]:
+                            best_any[n][i] = {**self._hit(train, t_idx[j], float(d)), "class": c}
+            del base, h_codes
+            if progress is not None:
+                progress("class", done, len(train_classes))
+        for i, it in enumerate(items):
+            sc = scales.get(it["class"], {})
+            flagged_spaces = []
+            for n in names:
+                hit = it["nearest"][n]
+                scale = sc.get(n)
+                hit["scale"] = scale
+                hit["ratio"] = hit["distance"] / scale if scale else None
+                if scale is not None and hit["distance"] < self.threshold * scale:
+                    flagged_spaces.append(n)
+            it["flagged"] = bool(flagged_spaces) if sc else None
+            it["flagged_spaces"] = flagged_spaces
+            if self.all_classes:
+                it["nearest_any_class"] = {n: best_any[n][i] for n in names}
+        config = {"k": self.k, "threshold": self.threshold, "all_classes": self.all_classes, "layers": names}
+        return AuditResult(list(self.spaces), items, scales, config)
+
+    @staticmethod
+    def _hit(train: ImageSet, index: int, distance: float) -> dict[str, Any]:
+        return {
+            "index": int(index),
+            "id": train.ids[index],
+            "path": train.paths[index] if train.paths else None,
+            "distance": distance,
+        }
+
+
+# ----------------------------------------------------------------------------------------------
+# outputs
+
+
+def _uint8(image: torch.Tensor) -> np.ndarray:
+    return (image.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def audit_montage(result: AuditResult, synthetic: ImageSet, train: ImageSet, tile: int = 96) -> np.ndarray:
+    """The Figure-S22-style montage: per synthetic image a row of it and its nearest training images.
+
+    Returns:
+        An HxWx3 uint8 array.
+    """
+    from dgn.render import montage
+
+    images, labels = [], []
+    for i, it in enumerate(result.items):
+        images.append(_uint8(synthetic.loader([i])[0]))
+        labels.append(f"synth c{it['class']}")
+        for s in result.spaces:
+            hit = it["nearest"][s.name]
+            images.append(_uint8(train.loader([hit["index"]])[0]))
+            flag = "!" if s.name in it["flagged_spaces"] else ""
+            labels.append(f"{flag}{s.name} {hit['distance']:.3g}")
+    return montage(images, labels, columns=1 + len(result.spaces), tile=tile)
+
+
+def write_audit(
+    out_dir: str | Path,
+    result: AuditResult,
+    synthetic: ImageSet,
+    train: ImageSet,
+    class_names: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Write ``audit.json`` (atomic) and ``montage.png`` to ``out_dir``.
+
+    Returns:
+        The JSON content written.
+    """
+    from dgn.render import atomic_write_json, save_png
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    content = result.to_json(class_names)
+    content = _finite(content)
+    atomic_write_json(out / "audit.json", content)
+    save_png(out / "montage.png", audit_montage(result, synthetic, train))
+    return content
+
+
+def _finite(obj: Any) -> Any:
+    """JSON has no inf/nan: replace them with None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
