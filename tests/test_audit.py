@@ -156,3 +156,34 @@ def test_folders_run_dir_and_outputs(tmp_path):
     assert written["items"][1]["nearest"]["pixel"]["distance"] == 0.0
     assert written["items"][0]["flagged"] is None  # no held-out set, no scale
     assert (tmp_path / "out" / "montage.png").stat().st_size > 0
+
+
+def test_cli_runs_and_reports_dgnerror(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from dgn import audit_cli, models
+    from dgn.render import save_png
+
+    _, clf = tiny_pair()
+    monkeypatch.setattr(models, "load_classifier", lambda name, weights_dir=None: clf)
+    images, labels = _world()
+    held, held_labels = _world(seed=1, per_class=2)
+    for root, imgs, labs in (("train", images, labels), ("held", held, held_labels)):
+        for i, (img, y) in enumerate(zip(imgs, labs)):
+            array = (img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            save_png(tmp_path / root / f"c{y}" / f"{i:02d}.png", array)
+    run = tmp_path / "run"
+    save_png(run / "images" / "a.png", (images[4].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+    row = {"key": "fc8:0#r0", "layer": "fc8", "unit": 0, "target": "fc8:0", "image": "images/a.png"}
+    (run / "manifest.json").write_text(json.dumps({"rows": [row]}))
+    parser = argparse.ArgumentParser()
+    audit_cli.add_arguments(parser)
+    argv = ["--synthetic", str(run), "--train", str(tmp_path / "train"), "--classifier", "tiny", "--device", "cpu"]
+    args = parser.parse_args([*argv, "--heldout", str(tmp_path / "held"), "--out", str(tmp_path / "out")])
+    assert audit_cli.run(args) == 0
+    printed = capsys.readouterr().out
+    assert "flagged 1 of 1" in printed and "pixel" in printed
+    assert json.loads((tmp_path / "out" / "audit.json").read_text())["flagged"] == 1
+    bad = parser.parse_args([*argv, "--layers", "pixel,nope", "--out", str(tmp_path / "o2")])
+    with pytest.raises(DGNError):
+        audit_cli.run(bad)
