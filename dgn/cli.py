@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     baseline_cli.add_arguments(p)
 
+    p = sub.add_parser("audit", help="memorisation audit: nearest training images in pixel and code spaces")
+    from dgn import audit_cli
+
+    audit_cli.add_arguments(p)
+
     p = sub.add_parser("layers", help="list a model's layers, aliases and output shapes")
     p.add_argument("model", help="a classifier or generator name")
 
@@ -330,6 +335,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from dgn import audit_cli
+
+    return audit_cli.run(args)
+
+
 def _cmd_baseline(args: argparse.Namespace) -> int:
     from dgn import baseline_cli
 
@@ -340,6 +351,7 @@ COMMANDS = {
     "demo": _cmd_demo,
     "synthesize": _cmd_synthesize,
     "baseline": _cmd_baseline,
+    "audit": _cmd_audit,
     "layers": _cmd_layers,
     "bounds": _cmd_bounds,
     "weights": _cmd_weights,
