@@ -70,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     _add_synthesis_options(p)
 
+    p = sub.add_parser("pair", help="two-neuron art: maximise two units at once with a balance penalty")
+    _add_model_options(p)
+    _add_synthesis_options(p)
+    p.add_argument("--with", dest="partners", action="append", default=[], metavar="LAYER:UNIT",
+                   help="partner unit of --target; repeatable (one pair per partner)")
+    p.add_argument("--gamma", type=float, default=1.0, help="balance penalty weight on |a - b| (default 1)")
+    p.add_argument("--code-penalty", type=float, default=0.0, help="weight of ||code|| (eq. 2's lambda; default 0)")
+
     p = sub.add_parser("baseline", help="image-space activation maximisation (no generator), same outputs")
     from dgn import baseline_cli
 
@@ -145,6 +153,15 @@ def _classifier(args: argparse.Namespace, seed: int):
 
 
 def _cmd_synthesize(args: argparse.Namespace) -> int:
+    from dgn.targets import expand_targets
+
+    manifest = _run_synthesis(args, [t for text in args.target for t in expand_targets(text)])
+    _print_summary(manifest["rows"], Path(args.out))
+    return 0
+
+
+def _run_synthesis(args: argparse.Namespace, targets: list[str], gamma: float = 1.0, code_penalty: float = 0.0) -> dict:
+    """Run DGN-AM on ``targets`` with the synthesize options in ``args``; returns the manifest."""
     import math
 
     from tqdm import tqdm
@@ -152,13 +169,12 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     from dgn.models import load_generator
     from dgn.outputs import RunWriter
     from dgn.synthesis import DGNAM, ActMaxSettings
-    from dgn.targets import expand_targets
 
     settings = ActMaxSettings(
         steps=args.steps, lr_start=args.lr_start, lr_end=args.lr_end, decay=args.decay, precision=args.precision,
         fit_mode=args.fit, post_relu=args.post_relu, crop_receptive_field=not args.no_rf_crop,
+        pair_gamma=gamma, code_penalty=code_penalty,
     )
-    targets = [t for text in args.target for t in expand_targets(text)]
     generator = load_generator(args.generator, args.random_weights, args.seed, args.weights_dir)
     classifier = _classifier(args, args.seed)
     bounds, bounds_label = _resolve_bounds(args.bounds, args.generator, math.prod(generator.code_shape),
@@ -180,8 +196,59 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
             bar.set_postfix(rows=len(writer.rows))
 
         dgnam.synthesize(targets, args.restarts, args.seed, args.batch_size, bounds, skip, on_chunk, progress)
-    manifest = writer.finish(order=[r.key for r in rows])
-    _print_summary(manifest["rows"], Path(args.out))
+    return writer.finish(order=[r.key for r in rows])
+
+
+def _cmd_pair(args: argparse.Namespace) -> int:
+    """Two-neuron art: A alone, each partner alone, and A+partner with the balance penalty, as one grid."""
+    import numpy as np
+    from PIL import Image
+
+    from dgn.render import montage, save_png
+
+    anchor = args.target[0]
+    if len(args.target) != 1 or "+" in anchor:
+        raise DGNError("dgn pair takes one --target (the anchor) and its partners with --with")
+    if not args.partners:
+        raise DGNError("give at least one partner unit with --with, e.g. --with fc8:3")
+    singles = [anchor, *args.partners]
+    pairs = [f"{anchor}+{b}" for b in args.partners]
+    manifest = _run_synthesis(args, singles + pairs, args.gamma, args.code_penalty)
+    rows = manifest["rows"]
+    single_end = {(r["target"], r["restart"]): r["act_end"] for r in rows if "partner" not in r}
+    for r in rows:
+        if "partner" in r:
+            r["single_a"] = single_end.get((anchor, r["restart"]))
+            r["single_b"] = single_end.get((r["partner"], r["restart"]))
+    from dgn.render import atomic_write_json
+
+    atomic_write_json(Path(args.out) / "manifest.json", {**manifest, "finished": True})
+    out = Path(args.out)
+    images, labels = [], []
+    for restart in range(args.restarts):
+        for r in [r for r in rows if r["restart"] == restart and "partner" not in r]:
+            images.append(np.asarray(Image.open(out / r["image"]).convert("RGB")))
+            labels.append(f"{r['target']}: {r['act_end']:.3g}")
+        for r in [r for r in rows if r["restart"] == restart and "partner" in r]:
+            images.append(np.asarray(Image.open(out / r["image"]).convert("RGB")))
+            labels.append(f"{r['act_a']:.3g} | {r['act_b']:.3g}")
+    columns = len(singles)
+    # Grid: per restart a row of single-unit images, then a row of pair images (under their partner).
+    grid, grid_labels = [], []
+    blank = np.full_like(images[0], 255)
+    per_restart = len(singles) + len(pairs)
+    for restart in range(args.restarts):
+        block = images[restart * per_restart : (restart + 1) * per_restart]
+        names = labels[restart * per_restart : (restart + 1) * per_restart]
+        grid += block[: len(singles)] + [blank] + block[len(singles) :]
+        grid_labels += names[: len(singles)] + ["pairs with " + anchor] + names[len(singles) :]
+    save_png(out / "pairs.png", montage(grid, grid_labels, columns=columns))
+    print(f"{'pair':<24} {'restart':>7} {'act a':>8} {'act b':>8} {'alone a':>8} {'alone b':>8}")
+    for r in rows:
+        if "partner" in r:
+            print(f"{r['target']:<24} {r['restart']:>7} {r['act_a']:>8.2f} {r['act_b']:>8.2f} "
+                  f"{r['single_a']:>8.2f} {r['single_b']:>8.2f}")
+    print(f"wrote pairs.png (top: single units; below: pairs, both activations under each) to {out}")
     return 0
 
 
@@ -351,6 +418,7 @@ COMMANDS = {
     "demo": _cmd_demo,
     "synthesize": _cmd_synthesize,
     "baseline": _cmd_baseline,
+    "pair": _cmd_pair,
     "audit": _cmd_audit,
     "layers": _cmd_layers,
     "bounds": _cmd_bounds,

@@ -48,25 +48,52 @@ def gather_units(acts: dict[str, torch.Tensor], targets: Sequence[Target], post_
 
 @dataclass
 class UnitObjective:
-    """Maximise one unit per row (the DGN-AM objective).
+    """Maximise one unit per row (the DGN-AM objective), or a pair of units (DGN-AM supplement S8, eq. 2).
+
+    A row with a partner unit b maximises ``a + b - gamma * |a - b|``; every row also pays
+    ``code_penalty * ||code||_2`` when that is set (the eq. 2 term lambda * ||h||; 0 by default,
+    as act_max's decay already shrinks the code).
 
     Args:
         targets: one resolved target per row.
         post_relu: maximise the post-ReLU value instead of the pre-ReLU one.
+        partners: per row, a second target or None.
+        gamma: weight of the balance penalty on pair rows.
+        code_penalty: weight of the code's L2 norm.
     """
 
     targets: list[Target]
     post_relu: bool = False
+    partners: list[Target | None] | None = None
+    gamma: float = 1.0
+    code_penalty: float = 0.0
     layers: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.layers = tuple(dict.fromkeys(t.layer for t in self.targets))
+        partners = [p for p in (self.partners or []) if p is not None]
+        self.layers = tuple(dict.fromkeys([t.layer for t in self.targets] + [p.layer for p in partners]))
 
     def __len__(self) -> int:
         return len(self.targets)
 
+    def pair_values(self, acts: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(a, b): each row's first unit and its partner's (b is a's value where a row has no partner)."""
+        a = gather_units(acts, self.targets, self.post_relu)
+        if not self.partners or all(p is None for p in self.partners):
+            return a, None
+        b = gather_units(acts, [p or t for p, t in zip(self.partners, self.targets)], self.post_relu)
+        return a, b
+
     def __call__(self, acts: dict[str, torch.Tensor], codes: torch.Tensor | None = None) -> torch.Tensor:
-        return gather_units(acts, self.targets, self.post_relu)
+        a, b = self.pair_values(acts)
+        value = a
+        if b is not None:
+            has = torch.tensor([p is not None for p in self.partners], device=a.device)
+            value = torch.where(has, a + b - self.gamma * (a - b).abs(), a)
+        if self.code_penalty and codes is not None:
+            value = value - self.code_penalty * codes.flatten(1).float().norm(dim=1)
+        return value
 
     def rows(self, index: Sequence[int]) -> UnitObjective:
-        return UnitObjective([self.targets[i] for i in index], self.post_relu)
+        partners = [self.partners[i] for i in index] if self.partners else None
+        return UnitObjective([self.targets[i] for i in index], self.post_relu, partners, self.gamma, self.code_penalty)

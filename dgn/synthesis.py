@@ -29,7 +29,7 @@ from dgn.inspect.receptive import ReceptiveFields
 from dgn.layers import forward_to, resolve_layer
 from dgn.models import Classifier, Generator, input_shape
 from dgn.objectives import UnitObjective
-from dgn.targets import Target, as_target, resolve_target
+from dgn.targets import Target, as_target, resolve_target, split_pair
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,8 @@ class ActMaxSettings:
         post_relu: maximise the unit after ReLU instead of before (the original: before).
         crop_receptive_field: crop saved images of spatial units to the unit's receptive field.
         stop_early: stop the classifier's forward pass after the deepest target layer.
+        pair_gamma: weight of the balance penalty |a - b| on two-neuron rows ("A+B" targets).
+        code_penalty: weight of ||code||_2 in every row's objective (eq. 2's lambda; 0 = off).
     """
 
     steps: int = 200
@@ -59,6 +61,8 @@ class ActMaxSettings:
     post_relu: bool = False
     crop_receptive_field: bool = True
     stop_early: bool = True
+    pair_gamma: float = 1.0
+    code_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -80,14 +84,17 @@ class Row:
     restart: int
     seed: int
     label: str  # the target as the user wrote it
+    partner: Target | None = None  # the second unit of a two-neuron row ("A+B")
 
     @property
     def key(self) -> str:
-        return f"{self.target}#r{self.restart}"
+        pair = f"+{self.partner}" if self.partner is not None else ""
+        return f"{self.target}{pair}#r{self.restart}"
 
     @property
     def slug(self) -> str:
-        return f"{self.target.slug}_r{self.restart:02d}"
+        pair = f"__{self.partner.slug}" if self.partner is not None else ""
+        return f"{self.target.slug}{pair}_r{self.restart:02d}"
 
 
 @dataclass
@@ -107,10 +114,14 @@ class RowsResult:
     act_best: torch.Tensor
     best_step: torch.Tensor
     view_boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+    pair_end: torch.Tensor | None = None  # (B, 2): both units' final activations (pair runs only)
 
     def row_extra(self, index: int) -> dict:
-        """Method-specific facts about one row for the manifest (none for DGN-AM)."""
-        return {}
+        """Method-specific facts about one row for the manifest: both activations of a pair row."""
+        if self.pair_end is None or self.rows[index].partner is None:
+            return {}
+        return {"partner": str(self.rows[index].partner), "act_a": float(self.pair_end[index, 0]),
+                "act_b": float(self.pair_end[index, 1])}
 
     @staticmethod
     def concat(parts: Sequence[RowsResult]) -> RowsResult:
@@ -126,6 +137,7 @@ class RowsResult:
             cat("act_best"),
             cat("best_step"),
             [b for p in parts for b in p.view_boxes],
+            torch.cat([p.pair_end for p in parts]) if all(p.pair_end is not None for p in parts) else None,
         )
 
 
@@ -159,14 +171,25 @@ def initial_codes(seeds: Iterable[int], code_shape: Sequence[int]) -> torch.Tens
     return torch.from_numpy(np.concatenate(codes)).float()
 
 
-def plan_rows(targets: Sequence[Target], labels: Sequence[str], restarts: int, seed: int) -> list[Row]:
+def plan_rows(
+    targets: Sequence[Target],
+    labels: Sequence[str],
+    restarts: int,
+    seed: int,
+    partners: Sequence[Target | None] | None = None,
+) -> list[Row]:
     """Every (target, restart) row; restart r of every target starts from seed ``seed + r``.
 
     With one restart and seed 0 each target starts from the original act_max's initial code.
     """
     if restarts < 1:
         raise DGNError(f"restarts must be >= 1, got {restarts}")
-    return [Row(t, r, seed + r, label) for t, label in zip(targets, labels) for r in range(restarts)]
+    partners = list(partners) if partners is not None else [None] * len(targets)
+    return [
+        Row(t, r, seed + r, label, partner)
+        for t, label, partner in zip(targets, labels, partners)
+        for r in range(restarts)
+    ]
 
 
 def _autocast(device: torch.device, precision: str):
@@ -253,8 +276,12 @@ class DGNAM:
         if not targets:
             raise DGNError("no targets given; write at least one, e.g. fc8:1")
         labels = [str(t) for t in targets]
-        resolved = [self.resolve(t) for t in targets]
-        return plan_rows(resolved, labels, restarts, seed)
+        firsts, partners = [], []
+        for text in targets:
+            first, partner = split_pair(text)
+            firsts.append(self.resolve(first))
+            partners.append(self.resolve(partner) if partner is not None else None)
+        return plan_rows(firsts, labels, restarts, seed, partners)
 
     # ----- the optimisation ----------------------------------------------------------------------
     def image_for_classifier(self, codes: torch.Tensor) -> torch.Tensor:
@@ -281,7 +308,7 @@ class DGNAM:
         """
         s = self.settings
         code_shape = self.generator.code_shape
-        objective = objective or UnitObjective([r.target for r in rows], s.post_relu)
+        objective = objective or self.objective(rows)
         if codes is None:
             codes = initial_codes([r.seed for r in rows], code_shape)
         code = codes.to(self.device, torch.float32).clone()
@@ -332,6 +359,12 @@ class DGNAM:
             active = active & ~(finite & (scale == 0))  # act_max stops when the gradient vanishes
             if progress is not None:
                 progress(batch)
+        pair_end = None
+        if isinstance(objective, UnitObjective) and objective.partners and any(objective.partners):
+            with torch.no_grad(), _autocast(self.device, s.precision):
+                acts = forward_to(self.classifier.module, self.image_for_classifier(codes_last), objective.layers)
+                a, b = objective.pair_values(acts)
+            pair_end = torch.stack([a, b], 1).float().cpu()
         return RowsResult(
             list(rows),
             codes_last.cpu(),
@@ -341,7 +374,14 @@ class DGNAM:
             act_best.cpu(),
             best_step.cpu(),
             [self.view_box(r.target) for r in rows],
+            pair_end,
         )
+
+    def objective(self, rows: Sequence[Row]) -> UnitObjective:
+        """The default objective of these rows: their unit, or their pair of units, per the settings."""
+        s = self.settings
+        partners = [r.partner for r in rows]
+        return UnitObjective([r.target for r in rows], s.post_relu, partners, s.pair_gamma, s.code_penalty)
 
     def synthesize(
         self,
@@ -416,7 +456,7 @@ class DGNAM:
     @torch.no_grad()
     def activations(self, codes: torch.Tensor, rows: Sequence[Row]) -> torch.Tensor:
         """Each row's objective value for given codes (e.g. to re-check saved codes)."""
-        objective = UnitObjective([r.target for r in rows], self.settings.post_relu)
+        objective = self.objective(rows)
         with _autocast(self.device, self.settings.precision):
             acts = forward_to(self.classifier.module, self.image_for_classifier(codes.to(self.device)), objective.layers)
             return objective(acts).float().cpu()

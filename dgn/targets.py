@@ -109,3 +109,17 @@ def expand_targets(text: str) -> list[str]:
     if hi < lo:
         raise DGNError(f"empty unit range in target {text!r}: {lo} > {hi}")
     return [f"{match['layer']}:{unit}{match['pos'] or ''}" for unit in range(lo, hi + 1)]
+
+
+def split_pair(value: str | Target) -> tuple[str | Target, str | None]:
+    """Split a two-neuron target ``A+B`` (e.g. ``fc8:1+fc8:3``) into its parts; others give (value, None).
+
+    Raises:
+        DGNError: more than two parts.
+    """
+    if isinstance(value, Target) or "+" not in value:
+        return value, None
+    parts = [p.strip() for p in value.split("+")]
+    if len(parts) != 2 or not all(parts):
+        raise DGNError(f"malformed pair {value!r}; expected A+B with two targets, e.g. fc8:1+fc8:3")
+    return parts[0], parts[1]
