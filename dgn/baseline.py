@@ -37,11 +37,11 @@ from dgn import regularisers as R
 from dgn import spaces
 from dgn.errors import DGNError
 from dgn.inspect.receptive import ReceptiveFields
-from dgn.layers import forward_to, resolve_layer
+from dgn.layers import forward_to
 from dgn.models import Classifier, input_shape
 from dgn.objectives import UnitObjective
-from dgn.synthesis import Row, RowsResult, plan_rows, resolve_device, run_in_chunks
-from dgn.targets import Target, as_target, resolve_target
+from dgn.synthesis import Row, RowsResult, TargetPlanner, resolve_device, run_in_chunks
+from dgn.targets import Target
 
 STEP_RULES = ("l1", "raw", "progress")
 INITS = ("normal", "mean")
@@ -248,7 +248,7 @@ def _autocast(device: torch.device, precision: str):
     return nullcontext()
 
 
-class ImageAM:
+class ImageAM(TargetPlanner):
     """Image-space activation maximisation of classifier units, many rows per batch.
 
     Args:
@@ -282,7 +282,6 @@ class ImageAM:
         self._offset = torch.tensor(spaces.IMAGENET_MEAN_BGR_CAFFE, device=self.device).view(1, 3, 1, 1)
         self._mean_given = mean_image is not None
         self.mean_image = self._mean_in_work_space(mean_image)
-        self._shapes: dict[str, tuple[int, ...]] = {}
         self._receptive_fields = ReceptiveFields(self.classifier.module, input_shape(self.classifier))
 
     def _mean_in_work_space(self, mean_image: torch.Tensor | None) -> torch.Tensor:
@@ -293,28 +292,6 @@ class ImageAM:
         rgb = F.interpolate(mean_image[None].float(), size=self.size, mode="bilinear", align_corners=False,
                             antialias=True)
         return spaces.from_rgb01(rgb, self.work_space)[0]
-
-    # ----- targets -------------------------------------------------------------------------------
-    def layer_shape(self, layer: str) -> tuple[int, ...]:
-        """Output shape (without batch) of a layer of the classifier."""
-        name = resolve_layer(self.classifier.module, layer)
-        if name not in self._shapes:
-            x = torch.zeros(1, *input_shape(self.classifier), device=self.device)
-            with torch.no_grad():
-                self._shapes[name] = tuple(forward_to(self.classifier.module, x, [name])[name].shape[1:])
-        return self._shapes[name]
-
-    def resolve(self, target: str | Target) -> Target:
-        """Validate a target against the classifier and fill in its canonical layer and position."""
-        target = as_target(target)
-        return resolve_target(self.classifier.module, target, self.layer_shape(target.layer))
-
-    def plan(self, targets: Sequence[str | Target], restarts: int = 1, seed: int = 0) -> list[Row]:
-        """Resolve targets and lay out one row per (target, restart); restart r uses seed ``seed + r``."""
-        if not targets:
-            raise DGNError("no targets given; write at least one, e.g. fc8:1")
-        labels = [str(t) for t in targets]
-        return plan_rows([self.resolve(t) for t in targets], labels, restarts, seed)
 
     # ----- spaces and starts ---------------------------------------------------------------------
     def to_classifier(self, images: torch.Tensor) -> torch.Tensor:
@@ -468,7 +445,7 @@ class ImageAM:
             The results; ``codes_last`` / ``codes_best`` are images in the classifier's pixel space.
         """
         s = self.settings
-        objective = objective or UnitObjective([r.target for r in rows], s.post_relu)
+        objective = objective or UnitObjective([r.target for r in rows], s.post_relu, [r.partner for r in rows])
         start = self.initial_images(rows) if images is None else self.from_classifier(images)
         start = start.to(self.device, torch.float32)
         rates = s.auto_lr or (s.lr,)
@@ -539,7 +516,7 @@ class ImageAM:
     @torch.no_grad()
     def activations(self, images: torch.Tensor, rows: Sequence[Row]) -> torch.Tensor:
         """Each row's objective for images (B, C, H, W) in the classifier's space (e.g. to re-check saved ones)."""
-        objective = UnitObjective([r.target for r in rows], self.settings.post_relu)
+        objective = UnitObjective([r.target for r in rows], self.settings.post_relu, [r.partner for r in rows])
         acts = forward_to(self.classifier.module, images.to(self.device).float(), objective.layers)
         return objective(acts).float().cpu()
 

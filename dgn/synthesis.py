@@ -223,7 +223,45 @@ def upper_bound_tensor(bound: float | torch.Tensor | None, code_shape: Sequence[
     return tensor.reshape(*code_shape)
 
 
-class DGNAM:
+class TargetPlanner:
+    """Target resolution shared by every method that visualises a classifier's units.
+
+    Needs ``self.classifier`` and ``self.device``; caches layer output shapes.
+    """
+
+    classifier: Classifier
+    device: torch.device
+
+    def layer_shape(self, layer: str) -> tuple[int, ...]:
+        """Output shape (without batch) of a layer of the classifier."""
+        name = resolve_layer(self.classifier.module, layer)
+        shapes: dict[str, tuple[int, ...]] = self.__dict__.setdefault("_layer_shapes", {})
+        if name not in shapes:
+            x = torch.zeros(1, *input_shape(self.classifier), device=self.device)
+            with torch.no_grad():
+                shapes[name] = tuple(forward_to(self.classifier.module, x, [name])[name].shape[1:])
+        return shapes[name]
+
+    def resolve(self, target: str | Target) -> Target:
+        """Validate a target against the classifier and fill in its canonical layer and position."""
+        target = as_target(target)
+        shape = self.layer_shape(target.layer)
+        return resolve_target(self.classifier.module, target, shape)
+
+    def plan(self, targets: Sequence[str | Target], restarts: int = 1, seed: int = 0) -> list[Row]:
+        """Resolve targets and lay out one row per (target, restart)."""
+        if not targets:
+            raise DGNError("no targets given; write at least one, e.g. fc8:1")
+        labels = [str(t) for t in targets]
+        firsts, partners = [], []
+        for text in targets:
+            first, partner = split_pair(text)
+            firsts.append(self.resolve(first))
+            partners.append(self.resolve(partner) if partner is not None else None)
+        return plan_rows(firsts, labels, restarts, seed, partners)
+
+
+class DGNAM(TargetPlanner):
     """Synthesise preferred inputs of classifier units through a generator prior (DGN-AM).
 
     Args:
@@ -252,36 +290,7 @@ class DGNAM:
         self.classifier = classifier.to(self.device)
         self.generator.module.eval()
         self.classifier.module.eval()
-        self._shapes: dict[str, tuple[int, ...]] = {}
         self._receptive_fields = ReceptiveFields(self.classifier.module, input_shape(self.classifier))
-
-    # ----- targets -------------------------------------------------------------------------------
-    def layer_shape(self, layer: str) -> tuple[int, ...]:
-        """Output shape (without batch) of a layer of the classifier."""
-        name = resolve_layer(self.classifier.module, layer)
-        if name not in self._shapes:
-            x = torch.zeros(1, *input_shape(self.classifier), device=self.device)
-            with torch.no_grad():
-                self._shapes[name] = tuple(forward_to(self.classifier.module, x, [name])[name].shape[1:])
-        return self._shapes[name]
-
-    def resolve(self, target: str | Target) -> Target:
-        """Validate a target against the classifier and fill in its canonical layer and position."""
-        target = as_target(target)
-        shape = self.layer_shape(target.layer)
-        return resolve_target(self.classifier.module, target, shape)
-
-    def plan(self, targets: Sequence[str | Target], restarts: int = 1, seed: int = 0) -> list[Row]:
-        """Resolve targets and lay out one row per (target, restart)."""
-        if not targets:
-            raise DGNError("no targets given; write at least one, e.g. fc8:1")
-        labels = [str(t) for t in targets]
-        firsts, partners = [], []
-        for text in targets:
-            first, partner = split_pair(text)
-            firsts.append(self.resolve(first))
-            partners.append(self.resolve(partner) if partner is not None else None)
-        return plan_rows(firsts, labels, restarts, seed, partners)
 
     # ----- the optimisation ----------------------------------------------------------------------
     def image_for_classifier(self, codes: torch.Tensor) -> torch.Tensor:
