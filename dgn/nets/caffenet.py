@@ -17,13 +17,60 @@ from collections import OrderedDict
 from torch import nn
 
 
-def _lrn() -> nn.LocalResponseNorm:
-    # Caffe LRN (ACROSS_CHANNELS): x / (k + alpha/n * sum_window x^2)^beta, the same formula as torch's.
-    return nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=1.0)
+def caffenet_layers(
+    conv1: nn.Conv2d,
+    channels: tuple[int, int, int, int, int],
+    pool5_side: int,
+    fc_width: int,
+    num_classes: int,
+    groups: int = 2,
+    lrn: bool = True,
+) -> OrderedDict[str, nn.Module]:
+    """CaffeNet's layer stack with its Caffe names (conv1 ... fc8), for any size of the same shape.
 
+    Args:
+        conv1: the first convolution (CaffeNet: 11x11 stride 4); ``channels[0]`` must be its output.
+        channels: output channels of conv1 ... conv5.
+        pool5_side: spatial side of pool5's output (6 for a 227 input), which sizes fc6.
+        fc_width: units of fc6 and fc7.
+        num_classes: outputs of fc8.
+        groups: groups of conv2, conv4 and conv5 (2 in Caffe's net: its two-GPU split).
+        lrn: Caffe's LRN as norm1/norm2, else ``nn.Identity`` placeholders (so the names stay).
+    """
+    c1, c2, c3, c4, c5 = channels
 
-def _pool() -> nn.MaxPool2d:
-    return nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)
+    def pool() -> nn.MaxPool2d:  # Caffe rounds pooled sizes up
+        return nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)
+
+    def norm() -> nn.Module:
+        # Caffe LRN (ACROSS_CHANNELS): x / (k + alpha/n * sum_window x^2)^beta, the same formula as torch's.
+        return nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=1.0) if lrn else nn.Identity()
+
+    return OrderedDict(
+        conv1=conv1,
+        relu1=nn.ReLU(inplace=True),
+        pool1=pool(),
+        norm1=norm(),
+        conv2=nn.Conv2d(c1, c2, 5, padding=2, groups=groups),
+        relu2=nn.ReLU(inplace=True),
+        pool2=pool(),
+        norm2=norm(),
+        conv3=nn.Conv2d(c2, c3, 3, padding=1),
+        relu3=nn.ReLU(inplace=True),
+        conv4=nn.Conv2d(c3, c4, 3, padding=1, groups=groups),
+        relu4=nn.ReLU(inplace=True),
+        conv5=nn.Conv2d(c4, c5, 3, padding=1, groups=groups),
+        relu5=nn.ReLU(inplace=True),
+        pool5=pool(),
+        flatten=nn.Flatten(1),
+        fc6=nn.Linear(c5 * pool5_side * pool5_side, fc_width),
+        relu6=nn.ReLU(inplace=True),
+        drop6=nn.Dropout(0.5),
+        fc7=nn.Linear(fc_width, fc_width),
+        relu7=nn.ReLU(inplace=True),
+        drop7=nn.Dropout(0.5),
+        fc8=nn.Linear(fc_width, num_classes),
+    )
 
 
 class CaffeNet(nn.Sequential):
@@ -31,40 +78,14 @@ class CaffeNet(nn.Sequential):
 
     Args:
         num_classes: outputs of fc8 (1000 for ImageNet).
-        width: scales the channel counts (1.0 = the real net); small widths make test nets.
-        fc_width: units of fc6 and fc7 (4096 in the real net).
     """
 
     input_size = (227, 227)
 
-    def __init__(self, num_classes: int = 1000, width: float = 1.0, fc_width: int = 4096) -> None:
-        c1, c2, c3, c4, c5 = (max(2, round(c * width / 2) * 2) for c in (96, 256, 384, 384, 256))
-        layers: OrderedDict[str, nn.Module] = OrderedDict(
-            conv1=nn.Conv2d(3, c1, 11, stride=4),
-            relu1=nn.ReLU(inplace=True),
-            pool1=_pool(),
-            norm1=_lrn(),
-            conv2=nn.Conv2d(c1, c2, 5, padding=2, groups=2),
-            relu2=nn.ReLU(inplace=True),
-            pool2=_pool(),
-            norm2=_lrn(),
-            conv3=nn.Conv2d(c2, c3, 3, padding=1),
-            relu3=nn.ReLU(inplace=True),
-            conv4=nn.Conv2d(c3, c4, 3, padding=1, groups=2),
-            relu4=nn.ReLU(inplace=True),
-            conv5=nn.Conv2d(c4, c5, 3, padding=1, groups=2),
-            relu5=nn.ReLU(inplace=True),
-            pool5=_pool(),
-            flatten=nn.Flatten(1),
-            fc6=nn.Linear(c5 * 6 * 6, fc_width),
-            relu6=nn.ReLU(inplace=True),
-            drop6=nn.Dropout(0.5),
-            fc7=nn.Linear(fc_width, fc_width),
-            relu7=nn.ReLU(inplace=True),
-            drop7=nn.Dropout(0.5),
-            fc8=nn.Linear(fc_width, num_classes),
-        )
-        super().__init__(layers)
+    def __init__(self, num_classes: int = 1000) -> None:
+        channels = (96, 256, 384, 384, 256)
+        conv1 = nn.Conv2d(3, channels[0], 11, stride=4)
+        super().__init__(caffenet_layers(conv1, channels, pool5_side=6, fc_width=4096, num_classes=num_classes))
 
 
 def caffenet(num_classes: int = 1000) -> CaffeNet:

@@ -16,12 +16,11 @@ convolution cost (``out_size=64`` is available; ``dgn.spaces.fit`` then resizes 
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import torch
 from torch import nn
 
 from dgn import spaces
+from dgn.nets.caffenet import caffenet_layers
 from dgn.spaces import PixelSpace
 
 LEAK = 0.3  # DeePSim's LeakyReLU slope
@@ -32,14 +31,6 @@ CIFAR_CAFFE_32 = spaces.CAFFE_BGR_IMAGENET.with_size((32, 32))  # the classifier
 def generator_space(out_size: int = 32) -> PixelSpace:
     """The pixel space of a :class:`CifarGenerator` output of side ``out_size``."""
     return spaces.CAFFE_BGR_IMAGENET.with_size((out_size, out_size))
-
-
-def _pool() -> nn.MaxPool2d:
-    return nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)
-
-
-def _norm(lrn: bool) -> nn.Module:
-    return nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=1.0) if lrn else nn.Identity()
 
 
 class CifarCaffeNet(nn.Sequential):
@@ -63,32 +54,9 @@ class CifarCaffeNet(nn.Sequential):
         fc_width: int = 512,
         lrn: bool = False,
     ) -> None:
-        c1, c2, c3, c4, c5 = channels
-        layers: OrderedDict[str, nn.Module] = OrderedDict(
-            conv1=nn.Conv2d(3, c1, 3, padding=1),
-            relu1=nn.ReLU(inplace=True),
-            pool1=_pool(),
-            norm1=_norm(lrn),
-            conv2=nn.Conv2d(c1, c2, 5, padding=2),
-            relu2=nn.ReLU(inplace=True),
-            pool2=_pool(),
-            norm2=_norm(lrn),
-            conv3=nn.Conv2d(c2, c3, 3, padding=1),
-            relu3=nn.ReLU(inplace=True),
-            conv4=nn.Conv2d(c3, c4, 3, padding=1),
-            relu4=nn.ReLU(inplace=True),
-            conv5=nn.Conv2d(c4, c5, 3, padding=1),
-            relu5=nn.ReLU(inplace=True),
-            pool5=_pool(),
-            flatten=nn.Flatten(1),
-            fc6=nn.Linear(c5 * 4 * 4, fc_width),
-            relu6=nn.ReLU(inplace=True),
-            drop6=nn.Dropout(0.5),
-            fc7=nn.Linear(fc_width, fc_width),
-            relu7=nn.ReLU(inplace=True),
-            drop7=nn.Dropout(0.5),
-            fc8=nn.Linear(fc_width, num_classes),
-        )
+        conv1 = nn.Conv2d(3, channels[0], 3, padding=1)
+        layers = caffenet_layers(conv1, channels, pool5_side=4, fc_width=fc_width, num_classes=num_classes,
+                                 groups=1, lrn=lrn)
         super().__init__(layers)
         self.code_size = fc_width
         self.reset_parameters()
