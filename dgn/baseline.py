@@ -24,7 +24,6 @@ Named presets (:data:`PRESETS`) reproduce the sources; see :func:`preset`.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, fields
@@ -40,7 +39,7 @@ from dgn.inspect.receptive import ReceptiveFields
 from dgn.layers import forward_to
 from dgn.models import Classifier, input_shape
 from dgn.objectives import UnitObjective
-from dgn.synthesis import Row, RowsResult, TargetPlanner, resolve_device, run_in_chunks
+from dgn.synthesis import IterateTracker, Row, RowsResult, TargetPlanner, resolve_device, run_in_chunks
 from dgn.targets import Target
 
 STEP_RULES = ("l1", "raw", "progress")
@@ -224,18 +223,6 @@ class ImageAMResult(RowsResult):
         return ImageAMResult(**vars(base), lr=torch.cat([getattr(p, "lr", torch.empty(0)) for p in parts]))
 
 
-@dataclass
-class _Run:
-    """One pass over a batch at one learning rate (images in the work space)."""
-
-    last: torch.Tensor
-    best: torch.Tensor
-    act_start: torch.Tensor
-    act_end: torch.Tensor
-    act_best: torch.Tensor
-    best_step: torch.Tensor
-
-
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
@@ -348,7 +335,7 @@ class ImageAM(TargetPlanner):
         return rate
 
     def _run(self, rows: Sequence[Row], start: torch.Tensor, lr: float, objective: Callable,
-             progress: Callable[[int], None] | None) -> _Run:
+             progress: Callable[[int], None] | None) -> IterateTracker:
         s = self.settings
         module = self.classifier.module
         batch = start.shape[0]
@@ -363,13 +350,7 @@ class ImageAM(TargetPlanner):
             bases.insert(0, _resize(bases[0], size))
         x = self._clamp(bases[0]) if s.clip_pixels else bases[0].clone()
 
-        active = torch.ones(batch, dtype=torch.bool, device=self.device)
-        act_start = torch.zeros(batch, device=self.device)
-        act_end = torch.zeros(batch, device=self.device)
-        act_best = torch.full((batch,), -math.inf, device=self.device)
-        best_step = torch.zeros(batch, dtype=torch.long, device=self.device)
-        img_last = start.clone()
-        img_best = start.clone()
+        track = IterateTracker.starting_from(start)
         step = 0
         for octave, (size, n_steps) in enumerate(zip(sizes, s.octave_steps())):
             if octave > 0:  # DeepDream: carry the detail found so far onto the next, larger base
@@ -392,25 +373,14 @@ class ImageAM(TargetPlanner):
                         values = objective(plain, full)
                 values = values.detach().float()
 
-                # Bookkeeping on the iterate just evaluated (before its update), as DGNAM.
-                if step == 0:
-                    act_start = values.clone()
-                frozen = ~active
-                act_end = torch.where(frozen, act_end, values)
-                img_last = torch.where(frozen.view(per_row), img_last, full)
-                better = (values > act_best) & active
-                act_best = torch.where(better, values, act_best)
-                best_step = torch.where(better, torch.full_like(best_step, step), best_step)
-                img_best = torch.where(better.view(per_row), full, img_best)
+                track.record(step, values, full)  # the iterate just evaluated, before its update
 
                 if step < s.steps - 1:  # the last iterate is the result; its update would be unused
                     ctx.acts = {k: v.detach() for k, v in acts.items()}
                     g = grad.float()
                     for reg in grad_regs:
                         g = reg(g, ctx)
-                    scale = g.abs().flatten(1).mean(1)
-                    finite = torch.isfinite(g).flatten(1).all(1) & torch.isfinite(scale)
-                    moving = active & finite & (scale > 0)
+                    moving, _, finite = track.gate(g)
                     g = torch.where(finite.view(per_row), g, torch.zeros_like(g))
                     updated = x + self._rates(g, lr, rngs).view(per_row) * g
                     ctx.grad = g
@@ -419,11 +389,10 @@ class ImageAM(TargetPlanner):
                     if s.clip_pixels:
                         updated = self._clamp(updated)
                     x = torch.where(moving.view(per_row), updated, x)
-                    active = active & ~(finite & (scale == 0))  # a vanished gradient ends the row, as act_max
                 if progress is not None:
                     progress(batch)
                 step += 1
-        return _Run(img_last, img_best, act_start, act_end, act_best, best_step)
+        return track
 
     def optimise(
         self,

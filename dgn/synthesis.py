@@ -141,6 +141,57 @@ class RowsResult:
         )
 
 
+@dataclass
+class IterateTracker:
+    """Per-row bookkeeping of an act_max-style loop, shared by every optimiser of this package.
+
+    Records, for the iterate evaluated at each step (before its update): the activation at the first
+    step, at the last step of each row and at its best step, and the last and best iterates themselves.
+    Rows whose gradient vanished are stopped (``active`` False), as act_max stopped.
+    """
+
+    last: torch.Tensor
+    best: torch.Tensor
+    act_start: torch.Tensor
+    act_end: torch.Tensor
+    act_best: torch.Tensor
+    best_step: torch.Tensor
+    active: torch.Tensor
+
+    @classmethod
+    def starting_from(cls, first: torch.Tensor) -> IterateTracker:
+        """A tracker for a batch whose first iterates are ``first`` (batch dimension first)."""
+        batch, device = first.shape[0], first.device
+        zeros = torch.zeros(batch, device=device)
+        return cls(first.clone(), first.clone(), zeros, zeros.clone(), torch.full((batch,), -math.inf, device=device),
+                   torch.zeros(batch, dtype=torch.long, device=device), torch.ones(batch, dtype=torch.bool, device=device))
+
+    def record(self, step: int, values: torch.Tensor, iterate: torch.Tensor) -> None:
+        """Note each active row's objective ``values`` for the ``iterate`` evaluated at ``step``."""
+        per_row = (-1,) + (1,) * (iterate.dim() - 1)
+        if step == 0:
+            self.act_start = values.clone()
+        self.act_end = torch.where(self.active, values, self.act_end)
+        self.last = torch.where(self.active.view(per_row), iterate, self.last)
+        better = (values > self.act_best) & self.active
+        self.act_best = torch.where(better, values, self.act_best)
+        self.best_step = torch.where(better, torch.full_like(self.best_step, step), self.best_step)
+        self.best = torch.where(better.view(per_row), iterate, self.best)
+
+    def gate(self, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Which rows take this step, from their gradient: not NaN/inf and not vanished.
+
+        Returns:
+            (moving, scale, finite): rows to update, each row's mean |grad| (act_max's step normaliser),
+            and rows with a finite gradient. Rows whose gradient vanished stop for good.
+        """
+        scale = grad.abs().flatten(1).mean(1)
+        finite = torch.isfinite(grad).flatten(1).all(1) & torch.isfinite(scale)
+        moving = self.active & finite & (scale > 0)
+        self.active = self.active & ~(finite & (scale == 0))
+        return moving, scale, finite
+
+
 def run_in_chunks(
     rows: Sequence[Row],
     batch_size: int,
@@ -327,37 +378,24 @@ class DGNAM(TargetPlanner):
         batch = code.shape[0]
         per_row = (batch,) + (1,) * len(code_shape)
 
-        active = torch.ones(batch, dtype=torch.bool, device=self.device)
-        act_start = torch.zeros(batch, device=self.device)
-        act_end = torch.zeros(batch, device=self.device)
-        act_best = torch.full((batch,), -math.inf, device=self.device)
-        best_step = torch.zeros(batch, dtype=torch.long, device=self.device)
-        codes_best = code.clone()
-        codes_last = code.clone()
+        track = IterateTracker.starting_from(code)
         for step in range(s.steps):
+            if step == s.steps - 1:  # the last iterate is the result: evaluate it, its update would be unused
+                with torch.no_grad(), _autocast(self.device, s.precision):
+                    image = self.image_for_classifier(code)
+                    values = objective(forward_to(self.classifier.module, image, objective.layers, s.stop_early), code)
+                track.record(step, values.float(), code)
+                break
             live = code.detach().requires_grad_(True)
             with _autocast(self.device, s.precision):
                 image = self.image_for_classifier(live)
                 acts = forward_to(self.classifier.module, image, objective.layers, s.stop_early)
                 values = objective(acts, live)
             (grad,) = torch.autograd.grad(values.sum(), live)
-            values = values.detach().float()
-
-            # Bookkeeping on the iterate that was just evaluated (before its update).
-            if step == 0:
-                act_start = values.clone()
-            frozen = ~active
-            act_end = torch.where(frozen, act_end, values)
-            codes_last = torch.where(frozen.view(per_row), codes_last, code)
-            better = (values > act_best) & active
-            act_best = torch.where(better, values, act_best)
-            best_step = torch.where(better, torch.full_like(best_step, step), best_step)
-            codes_best = torch.where(better.view(per_row), code, codes_best)
+            track.record(step, values.detach().float(), code)
 
             grad = grad.float()
-            scale = grad.abs().flatten(1).mean(1)
-            finite = torch.isfinite(grad).flatten(1).all(1) & torch.isfinite(scale)
-            moving = active & finite & (scale > 0)
+            moving, scale, _ = track.gate(grad)
             updated = code + s.lr(step) * grad / scale.clamp_min(1e-30).view(per_row)
             if s.lower_bound is not None:
                 updated = updated.clamp_min(s.lower_bound)
@@ -365,23 +403,24 @@ class DGNAM(TargetPlanner):
                 updated = torch.minimum(updated, upper)
             updated = updated * s.decay
             code = torch.where(moving.view(per_row), updated, code)
-            active = active & ~(finite & (scale == 0))  # act_max stops when the gradient vanishes
             if progress is not None:
                 progress(batch)
+        if progress is not None:
+            progress(batch)
         pair_end = None
         if isinstance(objective, UnitObjective) and objective.partners and any(objective.partners):
             with torch.no_grad(), _autocast(self.device, s.precision):
-                acts = forward_to(self.classifier.module, self.image_for_classifier(codes_last), objective.layers)
+                acts = forward_to(self.classifier.module, self.image_for_classifier(track.last), objective.layers)
                 a, b = objective.pair_values(acts)
             pair_end = torch.stack([a, b], 1).float().cpu()
         return RowsResult(
             list(rows),
-            codes_last.cpu(),
-            codes_best.cpu(),
-            act_start.cpu(),
-            act_end.cpu(),
-            act_best.cpu(),
-            best_step.cpu(),
+            track.last.cpu(),
+            track.best.cpu(),
+            track.act_start.cpu(),
+            track.act_end.cpu(),
+            track.act_best.cpu(),
+            track.best_step.cpu(),
             [self.view_box(r.target) for r in rows],
             pair_end,
         )
