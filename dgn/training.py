@@ -193,6 +193,14 @@ class StepLosses:
     train_d: bool
     train_g: bool
 
+    def brief(self) -> dict[str, str]:
+        """Short formatted values for a progress bar's postfix."""
+        return {
+            "img": f"{self.img:.3g}", "feat": f"{self.feat:.3g}", "adv": f"{self.adv:.2f}",
+            "d": f"{self.d_real + self.d_fake:.2f}", "code": f"{self.code_rel_err:.3f}",
+            "D": "on" if self.train_d else "off", "G": "on" if self.train_g else "off",
+        }  # fmt: skip
+
 
 # ---------------------------------------------------------------------------------------------
 # data

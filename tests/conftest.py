@@ -36,3 +36,12 @@ def _private_cache(_cache_dir, monkeypatch):
     monkeypatch.setenv("DGN_OFFLINE", "1")
     monkeypatch.delenv("DGN_WEIGHTS_DIR", raising=False)
     yield
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny nets run fastest on one thread; on a busy 2-core machine two OpenMP threads are ~100x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

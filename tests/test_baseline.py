@@ -20,13 +20,7 @@ from tests.tiny import tiny_pair
 TARGETS = ["fc8:0", "fc8:3", "fc6:7", "conv2:2", "conv1:4@3,5"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # On a busy 2-core machine, two OpenMP threads make these tiny convolutions ~100x slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make(settings: ImageAMSettings | None = None, **kw) -> ImageAM:

@@ -27,13 +27,7 @@ from dgn.training import (
 CODE = 32
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets run fastest on one thread, and the tests do not fight parallel jobs for cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def smooth_images(n: int = 32) -> torch.Tensor:

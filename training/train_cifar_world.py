@@ -43,11 +43,11 @@ sys.path.insert(0, str(REPO))
 
 from dgn import bounds, spaces
 from dgn.data import ImageFolderDataset, extract_archive, load_images
+from dgn.files import atomic_write_json
 from dgn.layers import forward_to
 from dgn.models import Classifier, Generator
 from dgn.nets.discriminator import DeePSimDiscriminator
 from dgn.nets.toy import CIFAR_CAFFE_32, CIFAR_CLASSES, cifar_caffenet, cifar_generator, generator_space
-from dgn.render import atomic_write_json
 from dgn.training import (
     DeePSimTrainer,
     StepLosses,
@@ -225,10 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     def on_step(s: StepLosses) -> None:
         bar.update(1)
         if s.step % 10 == 0:
-            bar.set_postfix(
-                img=f"{s.img:.3g}", feat=f"{s.feat:.3g}", adv=f"{s.adv:.2f}", d=f"{s.d_real + s.d_fake:.2f}",
-                code=f"{s.code_rel_err:.3f}", D="on" if s.train_d else "off", G="on" if s.train_g else "off",
-            )  # fmt: skip
+            bar.set_postfix(s.brief())
 
     t0 = time.monotonic()
     remaining = budget - (t0 - t_start) - 30.0  # keep half a minute for the evaluation

@@ -107,10 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         def on_step(s: StepLosses) -> None:
             bar.update(1)
             if s.step % 10 == 0:
-                bar.set_postfix(
-                    img=f"{s.img:.3g}", feat=f"{s.feat:.3g}", adv=f"{s.adv:.2f}", d=f"{s.d_real + s.d_fake:.2f}",
-                    code=f"{s.code_rel_err:.3f}", D="on" if s.train_d else "off", G="on" if s.train_g else "off",
-                )  # fmt: skip
+                bar.set_postfix(s.brief())
 
         max_seconds = args.minutes * 60 if args.minutes else None
         trainer.train(args.steps, on_step, max_seconds=max_seconds, checkpoint_path=checkpoint)
