@@ -517,7 +517,8 @@ def write_audit(
     Returns:
         The JSON content written.
     """
-    from dgn.render import atomic_write_json, save_png
+    from dgn.files import atomic_write_json
+    from dgn.render import save_png
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -14,9 +14,9 @@ import torch
 
 from dgn import spaces
 from dgn.errors import DGNError
+from dgn.files import atomic_write_bytes
 from dgn.layers import forward_to, resolve_layer
 from dgn.models import Classifier
-from dgn.render import atomic_write_bytes
 
 
 @torch.no_grad()

@@ -220,7 +220,7 @@ def _cmd_pair(args: argparse.Namespace) -> int:
         if "partner" in r:
             r["single_a"] = single_end.get((anchor, r["restart"]))
             r["single_b"] = single_end.get((r["partner"], r["restart"]))
-    from dgn.render import atomic_write_json
+    from dgn.files import atomic_write_json
 
     atomic_write_json(Path(args.out) / "manifest.json", {**manifest, "finished": True})
     out = Path(args.out)
@@ -342,7 +342,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         raise DGNError(f"unknown --arch {args.arch!r}; valid: {', '.join(_CONVERTIBLE)}")
     from safetensors.torch import save as safetensors_save
 
-    from dgn.render import atomic_write_bytes
+    from dgn.files import atomic_write_bytes
 
     net = caffe.read_caffemodel(args.caffemodel)
     if args.arch == "generic":

@@ -17,6 +17,7 @@ from torch import nn
 
 from dgn import spaces
 from dgn.errors import DGNError
+from dgn.files import sha256_file
 from dgn.nets.caffenet import CaffeNet
 from dgn.nets.deepsim import DeePSimGenerator
 from dgn.spaces import PixelSpace
@@ -268,16 +269,8 @@ def load_caffe_classifier(
     module.eval()
     for p in module.parameters():
         p.requires_grad_(False)
-    sha = "random:0" if random_weights else _file_sha256(caffemodel)
+    sha = "random:0" if random_weights else sha256_file(caffemodel)
     return Classifier(module, pixel_space, str(prototxt), sha)
-
-
-def _file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def input_shape(classifier: Classifier) -> tuple[int, int, int]:

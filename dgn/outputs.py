@@ -24,7 +24,8 @@ from safetensors.torch import save as safetensors_save
 
 from dgn import __version__
 from dgn.errors import DGNError
-from dgn.render import atomic_write_bytes, atomic_write_json, montage, save_png, to_uint8
+from dgn.files import atomic_write_bytes, atomic_write_json
+from dgn.render import montage, save_png, to_uint8
 from dgn.synthesis import DGNAM, RowsResult
 
 MANIFEST = "manifest.json"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,25 +10,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from dgn.files import atomic_write_bytes
 from dgn.spaces import PixelSpace, display_rgb01
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write a file so that readers see either the old content or the whole new one, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: str | Path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 def to_uint8(image: torch.Tensor, space: PixelSpace, style: str = "act_max") -> np.ndarray:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import hashlib
 import inspect
 import json
 import os
@@ -31,7 +30,7 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from typing import Any
 import torch
 
 from dgn.errors import DGNError
+from dgn.files import atomic_write, sha256_file
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "pretrained"  # small weights that ship with the package
 REGISTRY_PATH = SHIPPED_DIR / "registry.json"
@@ -242,15 +242,6 @@ def recorded_sha256(name: str) -> str | None:
         return None
 
 
-def sha256_file(file: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(file, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # ----- checkpoint conversion -------------------------------------------------------------------------
 def read_checkpoint(file: str | os.PathLike, architecture: str = "") -> dict[str, torch.Tensor]:
     """Read a pickled PyTorch checkpoint safely and normalise its keys.
@@ -325,24 +316,6 @@ def _own_storage(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def _atomic_target(final: Path) -> Path:
-    """A new empty temporary file beside ``final`` (same filesystem, so os.replace is atomic)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; cached weights are ordinary readable files
-    return Path(tmp)
-
-
-def _atomic_write(final: Path, write: Callable[[Path], object]) -> None:
-    tmp = _atomic_target(final)
-    try:
-        write(tmp)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 # ----- fetching ---------------------------------------------------------------------------------------
 def _one_line(err: BaseException) -> str:
     text = str(err).strip()
@@ -384,7 +357,10 @@ def _find_original(entry: WeightsEntry, weights_dir: str | os.PathLike | None) -
 
 def _fetch_url(entry: WeightsEntry, url: str) -> Path:
     """Download ``url`` to a temporary file in the cache directory; the caller removes it."""
-    tmp = _atomic_target(cache_dir() / entry.file)
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{entry.file}.", suffix=".download", dir=cache_dir())
+    os.close(fd)
+    tmp = Path(name)
     try:
         request = urllib.request.Request(url, headers={"User-Agent": "dgn-am"})
         with urllib.request.urlopen(request, timeout=60) as response, open(tmp, "wb") as out:
@@ -463,13 +439,13 @@ def _store(entry: WeightsEntry, original: Path, sha: str, origin: str) -> Path:
     final = cache_dir() / entry.stored_name
     if entry.kind == "bounds":
         load_bounds_file(original, entry.code_size)  # refuse a malformed file before storing it
-        _atomic_write(final, lambda tmp: shutil.copyfile(original, tmp))
+        atomic_write(final, lambda tmp: shutil.copyfile(original, tmp))
     else:
         from safetensors.torch import save_file
 
         state = read_checkpoint(original, entry.architecture)
         meta = {"dgn_name": entry.name, "source_file": entry.file, "source_sha256": sha}
-        _atomic_write(final, lambda tmp: save_file(state, str(tmp), metadata=meta))
+        atomic_write(final, lambda tmp: save_file(state, str(tmp), metadata=meta))
     record = {
         "name": entry.name,
         "file": entry.file,
@@ -479,7 +455,7 @@ def _store(entry: WeightsEntry, original: Path, sha: str, origin: str) -> Path:
         "checked_against_registry": entry.sha256 is not None,
         "stored": final.name,
     }
-    _atomic_write(_record_path(entry.name), lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
+    atomic_write(_record_path(entry.name), lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
     return final
 
 

@@ -59,3 +59,9 @@ def test_existing_run_needs_resume_and_the_same_configuration(tmp_path):
         run(tmp_path)
     with pytest.raises(DGNError, match="differs in targets"):
         run(tmp_path, resume=True, targets=["fc8:2"])
+
+
+def test_outputs_are_ordinary_readable_files(tmp_path):
+    run(tmp_path)
+    for path in [tmp_path / "manifest.json", tmp_path / "montage.png", *tmp_path.glob("images/*.png")]:
+        assert path.stat().st_mode & 0o777 == 0o644, path
