@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -39,7 +38,15 @@ from dgn.inspect.receptive import ReceptiveFields
 from dgn.layers import forward_to
 from dgn.models import Classifier, input_shape
 from dgn.objectives import UnitObjective
-from dgn.synthesis import IterateTracker, Row, RowsResult, TargetPlanner, resolve_device, run_in_chunks
+from dgn.synthesis import (
+    IterateTracker,
+    Row,
+    RowsResult,
+    TargetPlanner,
+    autocast_for,
+    resolve_device,
+    run_in_chunks,
+)
 from dgn.targets import Target
 
 STEP_RULES = ("l1", "raw", "progress")
@@ -229,12 +236,6 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
-def _autocast(device: torch.device, precision: str):
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return nullcontext()
-
-
 class ImageAM(TargetPlanner):
     """Image-space activation maximisation of classifier units, many rows per batch.
 
@@ -358,7 +359,7 @@ class ImageAM(TargetPlanner):
             for _ in range(n_steps):
                 ctx = R.Context(step, rngs, self._offset, targets=targets)
                 live = x.detach().requires_grad_(True)
-                with _autocast(self.device, s.precision):
+                with autocast_for(self.device, s.precision):
                     full = _resize(live, self.size)
                     seen = full
                     for reg in inputs:
@@ -368,7 +369,7 @@ class ImageAM(TargetPlanner):
                 (grad,) = torch.autograd.grad(values.sum(), live)
                 full = full.detach().float()
                 if inputs:  # record the activation of the image itself, not of its jittered view
-                    with torch.no_grad(), _autocast(self.device, s.precision):
+                    with torch.no_grad(), autocast_for(self.device, s.precision):
                         plain = forward_to(module, self.to_classifier(full), objective.layers, s.stop_early)
                         values = objective(plain, full)
                 values = values.detach().float()

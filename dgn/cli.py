@@ -222,27 +222,21 @@ def _cmd_pair(args: argparse.Namespace) -> int:
             r["single_b"] = single_end.get((r["partner"], r["restart"]))
     from dgn.files import atomic_write_json
 
-    atomic_write_json(Path(args.out) / "manifest.json", {**manifest, "finished": True})
     out = Path(args.out)
-    images, labels = [], []
-    for restart in range(args.restarts):
-        for r in [r for r in rows if r["restart"] == restart and "partner" not in r]:
-            images.append(np.asarray(Image.open(out / r["image"]).convert("RGB")))
-            labels.append(f"{r['target']}: {r['act_end']:.3g}")
-        for r in [r for r in rows if r["restart"] == restart and "partner" in r]:
-            images.append(np.asarray(Image.open(out / r["image"]).convert("RGB")))
-            labels.append(f"{r['act_a']:.3g} | {r['act_b']:.3g}")
-    columns = len(singles)
-    # Grid: per restart a row of single-unit images, then a row of pair images (under their partner).
+    atomic_write_json(out / "manifest.json", {**manifest, "finished": True})
+
+    def picture(row: dict) -> np.ndarray:
+        return np.asarray(Image.open(out / row["image"]).convert("RGB"))
+
+    # Per restart: a row of single-unit images, then the pair images under their partners.
     grid, grid_labels = [], []
-    blank = np.full_like(images[0], 255)
-    per_restart = len(singles) + len(pairs)
     for restart in range(args.restarts):
-        block = images[restart * per_restart : (restart + 1) * per_restart]
-        names = labels[restart * per_restart : (restart + 1) * per_restart]
-        grid += block[: len(singles)] + [blank] + block[len(singles) :]
-        grid_labels += names[: len(singles)] + ["pairs with " + anchor] + names[len(singles) :]
-    save_png(out / "pairs.png", montage(grid, grid_labels, columns=columns))
+        alone = [r for r in rows if r["restart"] == restart and "partner" not in r]
+        paired = [r for r in rows if r["restart"] == restart and "partner" in r]
+        grid += [picture(r) for r in alone] + [np.full_like(picture(alone[0]), 255)] + [picture(r) for r in paired]
+        grid_labels += [f"{r['target']}: {r['act_end']:.3g}" for r in alone] + [f"pairs with {anchor}"]
+        grid_labels += [f"{r['act_a']:.3g} | {r['act_b']:.3g}" for r in paired]
+    save_png(out / "pairs.png", montage(grid, grid_labels, columns=len(singles)))
     print(f"{'pair':<24} {'restart':>7} {'act a':>8} {'act b':>8} {'alone a':>8} {'alone b':>8}")
     for r in rows:
         if "partner" in r:
@@ -380,10 +374,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from dgn import demo
 
     demo.check_available(args.weights_dir)
-    rows_total = 10 * (1 if args.quick else args.restarts) + (0 if args.quick else len(demo.HIDDEN_TARGETS) * args.restarts)
-    steps = 20 if args.quick else args.steps
+    targets, restarts, steps = demo.plan(args.quick, args.restarts, args.steps)
     start = time.time()
-    with tqdm(total=rows_total * steps, unit="step", desc="demo", disable=None) as bar:
+    with tqdm(total=len(targets) * restarts * steps, unit="step", desc="demo", disable=None) as bar:
         summary = demo.run_demo(args.out, args.quick, args.restarts, args.steps, args.device, args.weights_dir,
                                 progress=bar.update)
     rows = summary["rows"]

@@ -47,13 +47,19 @@ def find_judge(weights_dir: str | None = None) -> Classifier | None:
 
 @torch.no_grad()
 def judge_images(judge: Classifier, images: list[torch.Tensor], space: spaces.PixelSpace) -> list[int]:
-    """The judge's top-1 class for each image (given in ``space``)."""
-    batch = torch.stack([spaces.fit(img.unsqueeze(0), space.size)[0] for img in images]) if images else None
-    if batch is None:
+    """The judge's top-1 class for each image (given in ``space``, all the same size)."""
+    if not images:
         return []
-    x = spaces.convert(batch, space, judge.space)
     judge.module.eval()
-    return judge.module(x).argmax(1).tolist()
+    return judge.module(spaces.convert(torch.stack(images), space, judge.space)).argmax(1).tolist()
+
+
+def plan(quick: bool, restarts: int, steps: int) -> tuple[list[str], int, int]:
+    """The demo's (targets, restarts, steps): all output units and a few hidden ones; ``quick`` shrinks it."""
+    outputs = [f"fc8:{i}" for i in range(len(CIFAR_CLASSES))]
+    if quick:
+        return outputs, 1, 20
+    return outputs + list(HIDDEN_TARGETS), restarts, steps
 
 
 def run_demo(
@@ -79,15 +85,12 @@ def run_demo(
         A summary: rows (manifest rows with the judge's verdicts), judge accuracy on the output units
         (None without a judge), and the paths written.
     """
-    if quick:
-        restarts, steps = 1, 20
+    targets, restarts, steps = plan(quick, restarts, steps)
     out = Path(out)
     generator = load_generator(GENERATOR, weights_dir=weights_dir)
     classifier = load_classifier(CLASSIFIER, weights_dir=weights_dir)
     bounds = weights.load_bounds(BOUNDS, weights_dir)
     dgnam = DGNAM(generator, classifier, ActMaxSettings(steps=steps), device)
-    outputs = [f"fc8:{i}" for i in range(len(CIFAR_CLASSES))]
-    targets = outputs + ([] if quick else list(HIDDEN_TARGETS))
     config = dgnam.describe()
     config.update(targets=targets, restarts=restarts, seed=0, bounds=BOUNDS, demo=True)
     writer = RunWriter(out, config, display="mean")
@@ -106,7 +109,8 @@ def run_demo(
     judge = find_judge(weights_dir)
     accuracy = None
     if judge is not None:
-        images = dgnam.render(result.codes_last, result.view_boxes)
+        whole = (0, 0, *generator.space.size)  # the judge sees the whole image, not a unit's display crop
+        images = dgnam.render(result.codes_last, [whole] * len(result.rows))
         verdicts = judge_images(judge, images, generator.space)
         hits = []
         for row, verdict in zip(rows, verdicts):

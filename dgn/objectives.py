@@ -15,35 +15,43 @@ import torch.nn.functional as F
 from dgn.targets import Target
 
 
-def gather_units(acts: dict[str, torch.Tensor], targets: Sequence[Target], post_relu: bool = False) -> torch.Tensor:
-    """Pick each row's own unit from the captured outputs: row i gets ``targets[i]``.
+class UnitIndex:
+    """Where each row's unit sits in the captured outputs, as index tensors built once.
 
     Args:
-        acts: layer name -> output (B, C) or (B, C, H, W); targets must use these names.
         targets: one resolved target per row (spatial layers need a position).
-        post_relu: apply ReLU to the picked value (the default is the pre-ReLU output).
-
-    Returns:
-        (B,) activations, differentiable.
     """
-    batch = len(targets)
-    first = next(iter(acts.values()))
-    out = torch.zeros(batch, dtype=torch.float32, device=first.device)
-    by_layer: dict[str, list[int]] = {}
-    for row, target in enumerate(targets):
-        by_layer.setdefault(target.layer, []).append(row)
-    for layer, rows in by_layer.items():
-        a = acts[layer]
-        idx = torch.tensor(rows, device=a.device)
-        units = torch.tensor([targets[r].unit for r in rows], device=a.device)
-        if a.dim() == 2:
-            values = a[idx, units]
-        else:
-            ys = torch.tensor([targets[r].position[0] for r in rows], device=a.device)
-            xs = torch.tensor([targets[r].position[1] for r in rows], device=a.device)
-            values = a[idx, units, ys, xs]
-        out = out.index_put((idx,), values.float())
-    return F.relu(out) if post_relu else out
+
+    def __init__(self, targets: Sequence[Target]) -> None:
+        self.batch = len(targets)
+        by_layer: dict[str, list[int]] = {}
+        for row, target in enumerate(targets):
+            by_layer.setdefault(target.layer, []).append(row)
+        self._cpu = {
+            layer: [torch.tensor(rows), torch.tensor([targets[r].unit for r in rows])]
+            + ([torch.tensor([targets[r].position[0] for r in rows]), torch.tensor([targets[r].position[1] for r in rows])]
+               if targets[rows[0]].position is not None else [])
+            for layer, rows in by_layer.items()
+        }
+        self._on: dict[torch.device, dict[str, list[torch.Tensor]]] = {}
+
+    def gather(self, acts: dict[str, torch.Tensor], post_relu: bool = False) -> torch.Tensor:
+        """(B,) activations, row i's own unit, differentiable; ReLU applied with ``post_relu``."""
+        device = next(iter(acts.values())).device
+        if device not in self._on:
+            self._on[device] = {k: [t.to(device) for t in v] for k, v in self._cpu.items()}
+        out = torch.zeros(self.batch, dtype=torch.float32, device=device)
+        for layer, (rows, *where) in self._on[device].items():
+            a = acts[layer]
+            if (a.dim() == 2) != (len(where) == 1):
+                raise ValueError(f"targets on {layer!r} must have a position exactly when the layer is spatial")
+            out = out.index_put((rows,), a[(rows, *where)].float())
+        return F.relu(out) if post_relu else out
+
+
+def gather_units(acts: dict[str, torch.Tensor], targets: Sequence[Target], post_relu: bool = False) -> torch.Tensor:
+    """Pick each row's own unit from the captured outputs: row i gets ``targets[i]`` (see :class:`UnitIndex`)."""
+    return UnitIndex(targets).gather(acts, post_relu)
 
 
 @dataclass
@@ -72,23 +80,23 @@ class UnitObjective:
     def __post_init__(self) -> None:
         partners = [p for p in (self.partners or []) if p is not None]
         self.layers = tuple(dict.fromkeys([t.layer for t in self.targets] + [p.layer for p in partners]))
+        self._first = UnitIndex(self.targets)
+        self._second = UnitIndex([p or t for p, t in zip(self.partners, self.targets)]) if partners else None
+        self._has_partner = torch.tensor([p is not None for p in (self.partners or [None] * len(self.targets))])
 
     def __len__(self) -> int:
         return len(self.targets)
 
     def pair_values(self, acts: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(a, b): each row's first unit and its partner's (b is a's value where a row has no partner)."""
-        a = gather_units(acts, self.targets, self.post_relu)
-        if not self.partners or all(p is None for p in self.partners):
-            return a, None
-        b = gather_units(acts, [p or t for p, t in zip(self.partners, self.targets)], self.post_relu)
-        return a, b
+        a = self._first.gather(acts, self.post_relu)
+        return a, (self._second.gather(acts, self.post_relu) if self._second is not None else None)
 
     def __call__(self, acts: dict[str, torch.Tensor], codes: torch.Tensor | None = None) -> torch.Tensor:
         a, b = self.pair_values(acts)
         value = a
         if b is not None:
-            has = torch.tensor([p is not None for p in self.partners], device=a.device)
+            has = self._has_partner.to(a.device)  # tiny; built once in __post_init__
             value = torch.where(has, a + b - self.gamma * (a - b).abs(), a)
         if self.code_penalty and codes is not None:
             value = value - self.code_penalty * codes.flatten(1).float().norm(dim=1)

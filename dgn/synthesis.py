@@ -243,7 +243,8 @@ def plan_rows(
     ]
 
 
-def _autocast(device: torch.device, precision: str):
+def autocast_for(device: torch.device, precision: str):
+    """bf16 autocast on ``device`` for precision "bf16"; nothing for "fp32"."""
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return nullcontext()
@@ -381,13 +382,13 @@ class DGNAM(TargetPlanner):
         track = IterateTracker.starting_from(code)
         for step in range(s.steps):
             if step == s.steps - 1:  # the last iterate is the result: evaluate it, its update would be unused
-                with torch.no_grad(), _autocast(self.device, s.precision):
+                with torch.no_grad(), autocast_for(self.device, s.precision):
                     image = self.image_for_classifier(code)
                     values = objective(forward_to(self.classifier.module, image, objective.layers, s.stop_early), code)
                 track.record(step, values.float(), code)
                 break
             live = code.detach().requires_grad_(True)
-            with _autocast(self.device, s.precision):
+            with autocast_for(self.device, s.precision):
                 image = self.image_for_classifier(live)
                 acts = forward_to(self.classifier.module, image, objective.layers, s.stop_early)
                 values = objective(acts, live)
@@ -409,7 +410,7 @@ class DGNAM(TargetPlanner):
             progress(batch)
         pair_end = None
         if isinstance(objective, UnitObjective) and objective.partners and any(objective.partners):
-            with torch.no_grad(), _autocast(self.device, s.precision):
+            with torch.no_grad(), autocast_for(self.device, s.precision):
                 acts = forward_to(self.classifier.module, self.image_for_classifier(track.last), objective.layers)
                 a, b = objective.pair_values(acts)
             pair_end = torch.stack([a, b], 1).float().cpu()
@@ -505,7 +506,7 @@ class DGNAM(TargetPlanner):
     def activations(self, codes: torch.Tensor, rows: Sequence[Row]) -> torch.Tensor:
         """Each row's objective value for given codes (e.g. to re-check saved codes)."""
         objective = self.objective(rows)
-        with _autocast(self.device, self.settings.precision):
+        with autocast_for(self.device, self.settings.precision):
             acts = forward_to(self.classifier.module, self.image_for_classifier(codes.to(self.device)), objective.layers)
             return objective(acts).float().cpu()
 
