@@ -88,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit_cli.add_arguments(p)
 
+    p = sub.add_parser("video", help="preferred videos of an LRCN activity-recognition net; frame-order probe")
+    from dgn import video_cli
+
+    video_cli.add_arguments(p)
+
+    p = sub.add_parser("inspect", help="classic CNN visualisations: activations, filters, deconvnet, occlusion, ...")
+    from dgn.inspect import cli as inspect_cli
+
+    inspect_cli.add_arguments(p)
+
     p = sub.add_parser("layers", help="list a model's layers, aliases and output shapes")
     p.add_argument("model", help="a classifier or generator name")
 
@@ -407,7 +417,21 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
     return baseline_cli.run(args)
 
 
+def _cmd_video(args: argparse.Namespace) -> int:
+    from dgn import video_cli
+
+    return video_cli.run(args)
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from dgn.inspect import cli as inspect_cli
+
+    return inspect_cli.run(args)
+
+
 COMMANDS = {
+    "video": _cmd_video,
+    "inspect": _cmd_inspect,
     "demo": _cmd_demo,
     "synthesize": _cmd_synthesize,
     "baseline": _cmd_baseline,

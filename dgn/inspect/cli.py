@@ -1,0 +1,31 @@
+"""``dgn inspect VERB``: the classic CNN visualisations, one verb per method.
+
+Each verb lives in its own module of :mod:`dgn.inspect`, which defines ``add_cli_arguments(parser)``
+and ``run_cli(args) -> int``; this file only lists them. Modules are imported when the parser is
+built, so keep their heavy imports (matplotlib) inside functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+# verb -> (module, one-line help)
+VERBS: dict[str, tuple[str, str]] = {
+    "receptive-field": ("dgn.inspect.receptive", "size and offset of a unit's receptive field (backward-pass method)"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one sub-command per inspect verb to ``parser``."""
+    sub = parser.add_subparsers(dest="inspect_verb", required=True, parser_class=type(parser))
+    for verb, (module_name, help_text) in VERBS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(verb, help=help_text)
+        module.add_cli_arguments(p)
+        p.set_defaults(inspect_module=module_name)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the chosen inspect verb."""
+    return importlib.import_module(args.inspect_module).run_cli(args)
