@@ -93,35 +93,27 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         The exit status (0).
     """
-    from tqdm import tqdm
+    import functools
 
     from dgn.baseline import ImageAM
-    from dgn.outputs import RunWriter
+    from dgn.distributed import init_world
+    from dgn.outputs import run_and_write
     from dgn.targets import expand_targets
 
+    world, device = init_world(args.device)
     settings = settings_from_args(args)
     targets = [t for text in args.target for t in expand_targets(text)]
-    am = ImageAM(_classifier(args), settings, args.device)
+    am = ImageAM(_classifier(args), settings, device)
     rows = am.plan(targets, args.restarts, args.seed)
     config = am.describe()
     config.update(targets=targets, restarts=args.restarts, seed=args.seed,
                   random_weights=args.random_weights, display=args.display)
-    writer = RunWriter(args.out, config, resume=args.resume, display=args.display)
-    skip = writer.done_keys()
-    todo = sum(1 for r in rows if r.key not in skip)
-    chosen_lr: dict[str, float] = {}
-    with tqdm(total=todo * am.steps_per_row, unit="step", desc=f"baseline {settings.name}", disable=None) as bar:
-        def progress(rows_stepped: int) -> None:
-            bar.update(rows_stepped)
-
-        def on_chunk(part) -> None:
-            writer.write(part, am)
-            chosen_lr.update({row.key: float(lr) for row, lr in zip(part.rows, part.lr)})
-            bar.set_postfix(rows=len(writer.rows))
-
-        am.synthesize(targets, args.restarts, args.seed, args.batch_size, skip, on_chunk, progress)
-    manifest = writer.finish(order=[r.key for r in rows])
-    _print_summary(manifest["rows"], chosen_lr if settings.auto_lr else {}, Path(args.out))
+    synthesize = functools.partial(am.synthesize, targets, args.restarts, args.seed)
+    manifest = run_and_write(synthesize, rows, am, args.out, config, am.steps_per_row, args.batch_size,
+                             args.resume, args.display, world, f"baseline {settings.name}")
+    if manifest is not None:  # None on the ranks other than 0 of a torchrun run
+        chosen_lr = {r["key"]: r["lr"] for r in manifest["rows"] if "lr" in r} if settings.auto_lr else {}
+        _print_summary(manifest["rows"], chosen_lr, Path(args.out))
     return 0
 
 

@@ -166,20 +166,26 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     from dgn.targets import expand_targets
 
     manifest = _run_synthesis(args, [t for text in args.target for t in expand_targets(text)])
-    _print_summary(manifest["rows"], Path(args.out))
+    if manifest is not None:  # None on the ranks other than 0 of a torchrun run
+        _print_summary(manifest["rows"], Path(args.out))
     return 0
 
 
-def _run_synthesis(args: argparse.Namespace, targets: list[str], gamma: float = 1.0, code_penalty: float = 0.0) -> dict:
-    """Run DGN-AM on ``targets`` with the synthesize options in ``args``; returns the manifest."""
+def _run_synthesis(args: argparse.Namespace, targets: list[str], gamma: float = 1.0,
+                   code_penalty: float = 0.0) -> dict | None:
+    """Run DGN-AM on ``targets`` with the synthesize options in ``args``.
+
+    Under torchrun the rows are sharded across ranks; rank 0 returns the merged manifest, the others None.
+    """
+    import functools
     import math
 
-    from tqdm import tqdm
-
+    from dgn.distributed import init_world
     from dgn.models import load_generator
-    from dgn.outputs import RunWriter
+    from dgn.outputs import run_and_write
     from dgn.synthesis import DGNAM, ActMaxSettings
 
+    world, device = init_world(args.device)
     settings = ActMaxSettings(
         steps=args.steps, lr_start=args.lr_start, lr_end=args.lr_end, decay=args.decay, precision=args.precision,
         fit_mode=args.fit, post_relu=args.post_relu, crop_receptive_field=not args.no_rf_crop,
@@ -189,24 +195,14 @@ def _run_synthesis(args: argparse.Namespace, targets: list[str], gamma: float = 
     classifier = _classifier(args, args.seed)
     bounds, bounds_label = _resolve_bounds(args.bounds, args.generator, math.prod(generator.code_shape),
                                            args.random_weights, args.weights_dir)
-    dgnam = DGNAM(generator, classifier, settings, args.device)
+    dgnam = DGNAM(generator, classifier, settings, device)
     rows = dgnam.plan(targets, args.restarts, args.seed)
     config = dgnam.describe()
     config.update(targets=targets, restarts=args.restarts, seed=args.seed, bounds=bounds_label,
                   random_weights=args.random_weights, display=args.display)
-    writer = RunWriter(args.out, config, resume=args.resume, display=args.display)
-    skip = writer.done_keys()
-    todo = sum(1 for r in rows if r.key not in skip)
-    with tqdm(total=todo * settings.steps, unit="step", desc="synthesize", disable=None) as bar:
-        def progress(rows_stepped: int) -> None:
-            bar.update(rows_stepped)
-
-        def on_chunk(part) -> None:
-            writer.write(part, dgnam)
-            bar.set_postfix(rows=len(writer.rows))
-
-        dgnam.synthesize(targets, args.restarts, args.seed, args.batch_size, bounds, skip, on_chunk, progress)
-    return writer.finish(order=[r.key for r in rows])
+    synthesize = functools.partial(dgnam.synthesize, targets, args.restarts, args.seed, upper_bound=bounds)
+    return run_and_write(synthesize, rows, dgnam, args.out, config, settings.steps, args.batch_size,
+                         args.resume, args.display, world)
 
 
 def _cmd_pair(args: argparse.Namespace) -> int:
@@ -224,6 +220,8 @@ def _cmd_pair(args: argparse.Namespace) -> int:
     singles = [anchor, *args.partners]
     pairs = [f"{anchor}+{b}" for b in args.partners]
     manifest = _run_synthesis(args, singles + pairs, args.gamma, args.code_penalty)
+    if manifest is None:  # a rank other than 0 of a torchrun run: rank 0 draws the grid
+        return 0
     rows = manifest["rows"]
     single_end = {(r["target"], r["restart"]): r["act_end"] for r in rows if "partner" not in r}
     for r in rows:

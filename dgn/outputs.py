@@ -7,6 +7,7 @@ Layout of a run directory::
     images/<row>_best.png    the best-activation iterate
     codes/<row>.safetensors  tensors "last" and "best" (re-render or resume from them)
     montage.png              all final images with their target and activation
+    parts/rank-NNNN.json     while a sharded (torchrun) run is going: each rank's rows, merged at the end
 
 Every file is written to a temporary name and renamed, and the manifest is rewritten after each
 chunk, so an interrupted run leaves only complete files and ``resume`` skips the rows it lists.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +25,14 @@ import numpy as np
 from safetensors.torch import save as safetensors_save
 
 from dgn import __version__
+from dgn.distributed import World, barrier, shard_skip
 from dgn.errors import DGNError
 from dgn.files import atomic_write_bytes, atomic_write_json
 from dgn.render import montage, save_png, to_uint8
 from dgn.synthesis import DGNAM, RowsResult
 
 MANIFEST = "manifest.json"
+PARTS = "parts"  # per-rank manifests of a sharded run, merged into MANIFEST by rank 0
 
 
 class RunWriter:
@@ -41,28 +45,43 @@ class RunWriter:
         display: "act_max" (the original's image mapping) or "mean".
     """
 
-    def __init__(self, out_dir: str | Path, config: dict, resume: bool = False, display: str = "act_max") -> None:
+    def __init__(self, out_dir: str | Path, config: dict, resume: bool = False, display: str = "act_max",
+                 part: str | None = None) -> None:
         self.out = Path(out_dir)
         self.config = json.loads(json.dumps(config))  # plain JSON types, comparable with a loaded one
         self.display = display
-        self.rows: list[dict] = []
-        manifest_path = self.out / MANIFEST
-        if manifest_path.exists():
-            if not resume:
-                raise DGNError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
-            previous = json.loads(manifest_path.read_text())
-            if previous.get("config") != self.config:
+        self.part = part
+        self.rows: list[dict] = []  # the rows this writer owns (all of them unless it writes a part)
+        self._others: list[dict] = []  # rows finished earlier by other parts (resumed sharded runs)
+        previous = self._previous_files()
+        if previous and not resume:
+            raise DGNError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
+        for path in previous:
+            saved = json.loads(path.read_text())
+            if saved.get("config") != self.config:
                 changed = sorted(
-                    k for k in set(previous.get("config", {})) | set(self.config)
-                    if previous.get("config", {}).get(k) != self.config.get(k)
+                    k for k in set(saved.get("config", {})) | set(self.config)
+                    if saved.get("config", {}).get(k) != self.config.get(k)
                 )
                 raise DGNError(f"cannot resume {self.out}: its configuration differs in {', '.join(changed)}")
-            self.rows = previous.get("rows", [])
+            mine = path == self._own_path() or (part is None and path.name == MANIFEST)
+            (self.rows if mine else self._others).extend(saved.get("rows", []))
+        if part is None:  # a single process adopts the rows of an interrupted sharded run
+            self.rows.extend(self._others)
+            self._others = []
         self.started = time.time()
 
+    def _own_path(self) -> Path:
+        return self.out / (MANIFEST if self.part is None else f"{PARTS}/{self.part}.json")
+
+    def _previous_files(self) -> list[Path]:
+        """The merged manifest, if any, and every rank's part manifest of an unfinished sharded run."""
+        files = [self.out / MANIFEST] if (self.out / MANIFEST).exists() else []
+        return files + sorted((self.out / PARTS).glob("*.json"))
+
     def done_keys(self) -> set[str]:
-        """Keys of the rows already finished (to pass as ``skip``)."""
-        return {row["key"] for row in self.rows}
+        """Keys of the rows already finished by any part (to pass as ``skip``)."""
+        return {row["key"] for row in self.rows + self._others}
 
     def write(self, part: RowsResult, method: DGNAM | Any) -> None:
         """Write one finished chunk: images, codes, then the updated manifest.
@@ -107,16 +126,37 @@ class RunWriter:
 
     def _write_manifest(self, finished: bool) -> None:
         atomic_write_json(
-            self.out / MANIFEST,
+            self._own_path(),
             {"dgn_version": __version__, "finished": finished, "config": self.config, "rows": self.rows},
         )
 
-    def finish(self, order: list[str] | None = None) -> dict:
+    def finish(self, order: list[str] | None = None, world: World | None = None) -> dict | None:
         """Write the montage of all final images and mark the manifest finished.
+
+        In a sharded run every rank calls this; rank 0 waits for the others, merges their part
+        manifests (and any rows of an earlier, interrupted run) into ``manifest.json``, and removes
+        the parts. Other ranks return None.
 
         Args:
             order: row keys in the order to show them (default: the order they were written).
+            world: this process's place in a sharded run (None: a single process).
         """
+        if self.part is not None:
+            barrier(world or World())
+            if world is not None and not world.is_main:
+                return None
+            merged = {}
+            for path in self._previous_files():
+                merged.update({row["key"]: row for row in json.loads(path.read_text()).get("rows", [])})
+            self.part, self.rows, self._others = None, list(merged.values()), []
+        finished = self._finish_merged(order)
+        for path in sorted((self.out / PARTS).glob("*.json")):  # merged now (or adopted by a resumed run)
+            path.unlink()
+        if (self.out / PARTS).is_dir():
+            (self.out / PARTS).rmdir()
+        return finished
+
+    def _finish_merged(self, order: list[str] | None) -> dict:
         rows = self.rows
         if order is not None:
             position = {key: i for i, key in enumerate(order)}
@@ -129,6 +169,58 @@ class RunWriter:
         save_png(self.out / "montage.png", montage(images, labels))
         self._write_manifest(finished=True)
         return {"dgn_version": __version__, "config": self.config, "rows": rows}
+
+
+def run_and_write(
+    synthesize: Callable[..., object],
+    rows: Sequence,
+    method: DGNAM | Any,
+    out_dir: str | Path,
+    config: dict,
+    steps_per_row: int,
+    batch_size: int,
+    resume: bool = False,
+    display: str = "act_max",
+    world: World | None = None,
+    desc: str = "synthesize",
+    on_chunk: Callable[[RowsResult], None] | None = None,
+) -> dict | None:
+    """Optimise the planned ``rows`` and write the run directory, sharded across ranks when launched by torchrun.
+
+    Args:
+        synthesize: ``synthesize(batch_size=..., skip=..., on_chunk=..., progress=...)`` of the method, with
+            its targets, restarts and seed already bound.
+        rows: the planned rows (``method.plan(...)``), in the order to show them.
+        method: what renders the results (``render`` and ``output_space``).
+        out_dir, config, resume, display: see :class:`RunWriter`.
+        steps_per_row: optimisation steps per row (for the progress bar).
+        batch_size: rows per chunk.
+        world: this process's place in a sharded run (default: from the environment).
+        desc: the progress bar's label.
+        on_chunk: also called with each finished chunk.
+
+    Returns:
+        The merged manifest (rank 0 or a single process) or None (other ranks).
+    """
+    from tqdm import tqdm
+
+    world = world or World.from_env()
+    writer = RunWriter(out_dir, config, resume=resume, display=display, part=world.part_name)
+    done = writer.done_keys()
+    barrier(world)  # every rank has read the same finished rows before any rank writes new ones
+    skip = shard_skip([r.key for r in rows], done, batch_size, world)
+    todo = len(rows) - len(skip)
+    with tqdm(total=todo * steps_per_row, unit="step", desc=desc, disable=None if world.is_main else True) as bar:
+        def write_chunk(part: RowsResult) -> None:
+            writer.write(part, method)
+            if on_chunk is not None:
+                on_chunk(part)
+            bar.set_postfix(rows=len(writer.rows))
+
+        synthesize(batch_size=batch_size, skip=skip, on_chunk=write_chunk, progress=bar.update)
+    if world.distributed:
+        print(f"rank {world.rank}/{world.size}: optimised {todo} rows", flush=True)
+    return writer.finish(order=[r.key for r in rows], world=world)
 
 
 def read_manifest(out_dir: str | Path) -> dict:

@@ -1,0 +1,116 @@
+"""Sharding rows across torchrun ranks: the deterministic rule, part manifests, and a real 2-process run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dgn.distributed import World, shard_skip
+from dgn.errors import DGNError
+
+
+def test_chunks_go_round_robin_and_match_the_single_process_chunks():
+    keys = [f"k{i}" for i in range(11)]
+    done = {"k1", "k6"}
+    todo = [k for k in keys if k not in done]
+    single_chunks = [todo[i : i + 3] for i in range(0, len(todo), 3)]
+    mine = [[k for k in keys if k not in shard_skip(keys, done, 3, World(rank, 2))] for rank in range(2)]
+    assert mine[0] == single_chunks[0] + single_chunks[2]
+    assert mine[1] == single_chunks[1]
+    # every row to do runs exactly once, and re-chunking a rank's rows by 3 gives whole single-process chunks
+    assert sorted(mine[0] + mine[1]) == sorted(todo)
+    assert [mine[0][i : i + 3] for i in range(0, len(mine[0]), 3)] == [single_chunks[0], single_chunks[2]]
+    assert shard_skip(keys, done, 3, World()) == done
+
+
+def test_world_reads_torchrun_variables(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    world = World.from_env()
+    assert (world.rank, world.size, world.local_rank, world.is_main, world.part_name) == (3, 4, 1, False, "rank-0003")
+    monkeypatch.setenv("RANK", "4")
+    with pytest.raises(DGNError, match="inconsistent"):
+        World.from_env()
+
+
+def _dgn(args: list[str], tmp_path: Path, launcher: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return subprocess.run([sys.executable, *launcher, "-m", "dgn", *args], check=False, cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_two_process_run_equals_a_single_process_run(tmp_path):
+    """torchrun with 2 gloo ranks on CPU writes the same manifest and byte-identical images as one process."""
+    run = ["synthesize", "--generator", "cifar-deepsim-fc6", "--classifier", "cifar-caffenet",
+           "--target", "fc8:0-4", "--target", "conv5:3", "--restarts", "1", "--steps", "6",
+           "--batch-size", "2", "--device", "cpu"]
+    single = _dgn([*run, "--out", "single"], tmp_path, [])
+    assert single.returncode == 0, single.stderr
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    sharded = _dgn([*run, "--out", "sharded"], tmp_path, torchrun)
+    assert sharded.returncode == 0, sharded.stderr[-2000:]
+
+    one = json.loads((tmp_path / "single" / "manifest.json").read_text())
+    two = json.loads((tmp_path / "sharded" / "manifest.json").read_text())
+    assert two["finished"] and two["config"] == one["config"]
+    assert two["rows"] == one["rows"]
+    assert len(two["rows"]) == 6
+    for row in one["rows"]:
+        for key in ("image", "image_best", "code"):
+            assert (tmp_path / "sharded" / row[key]).read_bytes() == (tmp_path / "single" / row[key]).read_bytes()
+    assert not (tmp_path / "sharded" / "parts").exists()
+    assert (tmp_path / "sharded" / "montage.png").exists()
+    assert sharded.stdout.count("wrote 6 images") == 1  # only rank 0 prints the summary
+    # 3 chunks of 2 rows: rank 0 ran chunks 0 and 2, rank 1 chunk 1
+    assert "rank 0/2: optimised 4 rows" in sharded.stdout and "rank 1/2: optimised 2 rows" in sharded.stdout
+
+
+def _chunk(units: list[int]):
+    import torch
+
+    from dgn.synthesis import Row, RowsResult
+    from dgn.targets import Target
+
+    n = len(units)
+    planned = [Row(Target("fc8", u), 0, u, f"fc8:{u}") for u in units]
+    zeros = torch.zeros(n)
+    return RowsResult(planned, torch.zeros(n, 4), torch.zeros(n, 4), zeros, zeros + 1, zeros + 1,
+                      zeros.long(), [(0, 0, 8, 8)] * n)
+
+
+class _Flat:
+    """A stand-in method whose "codes" are already 3x8x8 images (RunWriter only needs render and output_space)."""
+
+    from dgn.spaces import RGB01 as output_space
+
+    def render(self, codes, boxes):
+        return [c.new_full((3, 8, 8), 0.5) for c in codes]
+
+
+def test_parts_merge_and_an_interrupted_sharded_run_resumes(tmp_path):
+    from dgn.outputs import RunWriter
+
+    config = {"targets": ["fc8:0-3"]}
+    first = RunWriter(tmp_path, config, part="rank-0000")  # both ranks open the run before either writes
+    second = RunWriter(tmp_path, config, part="rank-0001")
+    first.write(_chunk([0]), _Flat())
+    second.write(_chunk([1]), _Flat())
+    # interrupted here: no manifest yet, two parts; a new run without --resume refuses
+    with pytest.raises(DGNError, match="already holds a run"):
+        RunWriter(tmp_path, config, part="rank-0000")
+    with pytest.raises(DGNError, match="differs in targets"):
+        RunWriter(tmp_path, {"targets": ["fc8:9"]}, resume=True)
+    resumed = RunWriter(tmp_path, config, resume=True)  # resumed by a single process
+    assert resumed.done_keys() == {r["key"] for r in first.rows + second.rows}
+    resumed.write(_chunk([2]), _Flat())
+    order = [r["key"] for r in second.rows + resumed.rows[-1:] + first.rows]
+    manifest = resumed.finish(order=order)
+    assert [r["key"] for r in manifest["rows"]] == order
+    assert len(manifest["rows"]) == 3 and not (tmp_path / "parts").exists()
+    assert json.loads((tmp_path / "manifest.json").read_text())["finished"]
