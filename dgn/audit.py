@@ -24,9 +24,11 @@ from typing import Any
 
 import numpy as np
 import torch  # imported before faiss (see the FAISS notes): faiss is imported lazily below
+import torch.distributed as dist
 from torch import nn
 
 from dgn import spaces
+from dgn.distributed import World
 from dgn.errors import DGNError
 from dgn.layers import aliases_for, forward_to, resolve_layer
 from dgn.models import Classifier, input_shape
@@ -398,6 +400,7 @@ class MemorisationAudit:
         train: ImageSet,
         heldout: ImageSet | None = None,
         progress: Progress | None = None,
+        world: World | None = None,
     ) -> AuditResult:
         """Run the audit.
 
@@ -405,51 +408,35 @@ class MemorisationAudit:
             synthetic: the synthetic images and their classes.
             train: the training images (streamed one class at a time).
             heldout: real images not trained on, for the per-class scales (optional).
-            progress: called as ``progress("class", done, total)`` after each class.
+            progress: called as ``progress("class", done, total)`` after each class this process scans.
+            world: in a torchrun run, this rank's place: the classes are split across ranks and every
+                rank gets the merged result (default: one process).
 
         Returns:
             An :class:`AuditResult`.
         """
         names = [s.name for s in self.spaces]
-        q_codes = self._encode(synthetic, list(range(len(synthetic))))
         train_classes = sorted(set(train.labels))
         missing = sorted(set(synthetic.labels) - set(train_classes))
         if missing:
             raise DGNError(f"synthetic images of class(es) {missing} have no training images")
+        world = world or World()
+        mine = train_classes[world.rank :: world.size]  # a class's training set is scanned by one rank
+        found = self._scan(synthetic, train, heldout, mine, progress)
+        if world.distributed:
+            gathered: list[Any] = [None] * world.size
+            dist.all_gather_object(gathered, found)
+            found = _merge_scans(gathered)
+        nearest_of, scales, best_any = found
         items: list[dict[str, Any]] = [
             {
                 "id": synthetic.ids[i],
                 "path": synthetic.paths[i] if synthetic.paths else None,
                 "class": synthetic.labels[i],
-                "nearest": {},
+                "nearest": {n: nearest_of[n][i] for n in names},
             }
             for i in range(len(synthetic))
         ]
-        best_any: dict[str, list[dict[str, Any] | None]] = {n: [None] * len(synthetic) for n in names}
-        scales: dict[int, dict[str, float]] = {}
-        for done, c in enumerate(train_classes, 1):
-            t_idx = train.indices_of(c)
-            base = self._encode(train, t_idx)
-            same = [i for i, y in enumerate(synthetic.labels) if y == c]
-            h_idx = heldout.indices_of(c) if heldout is not None else []
-            h_codes = self._encode(heldout, h_idx) if h_idx else None
-            for n in names:
-                if same:
-                    idx, dist = nearest(q_codes[n][same], base[n], self.k)
-                    for i, j, d in zip(same, idx, dist):
-                        items[i]["nearest"][n] = self._hit(train, t_idx[j], float(d))
-                if h_codes is not None:
-                    _, hd = nearest(h_codes[n], base[n], self.k)
-                    scales.setdefault(c, {})[n] = float(np.median(hd))
-                if self.all_classes:
-                    idx, dist = nearest(q_codes[n], base[n], self.k)
-                    for i, (j, d) in enumerate(zip(idx, dist)):
-                        prev = best_any[n][i]
-                        if prev is None or d < prev["distance"]:
-                            best_any[n][i] = {**self._hit(train, t_idx[j], float(d)), "class": c}
-            del base, h_codes
-            if progress is not None:
-                progress("class", done, len(train_classes))
         for i, it in enumerate(items):
             sc = scales.get(it["class"], {})
             flagged_spaces = []
@@ -467,6 +454,40 @@ class MemorisationAudit:
         config = {"k": self.k, "threshold": self.threshold, "all_classes": self.all_classes, "layers": names}
         return AuditResult(list(self.spaces), items, scales, config)
 
+    def _scan(self, synthetic: ImageSet, train: ImageSet, heldout: ImageSet | None, classes: Sequence[int],
+              progress: Progress | None) -> tuple[dict, dict, dict]:
+        """Search the training images of ``classes``: each synthetic image's nearest same-class image,
+        the held-out scales, and (``all_classes``) the nearest image over these classes, per space."""
+        names = [s.name for s in self.spaces]
+        q_codes = self._encode(synthetic, list(range(len(synthetic))))
+        nearest_of: dict[str, list[dict[str, Any] | None]] = {n: [None] * len(synthetic) for n in names}
+        best_any: dict[str, list[dict[str, Any] | None]] = {n: [None] * len(synthetic) for n in names}
+        scales: dict[int, dict[str, float]] = {}
+        for done, c in enumerate(classes, 1):
+            t_idx = train.indices_of(c)
+            base = self._encode(train, t_idx)
+            same = [i for i, y in enumerate(synthetic.labels) if y == c]
+            h_idx = heldout.indices_of(c) if heldout is not None else []
+            h_codes = self._encode(heldout, h_idx) if h_idx else None
+            for n in names:
+                if same:
+                    idx, dist_ = nearest(q_codes[n][same], base[n], self.k)
+                    for i, j, d in zip(same, idx, dist_):
+                        nearest_of[n][i] = self._hit(train, t_idx[j], float(d))
+                if h_codes is not None:
+                    _, hd = nearest(h_codes[n], base[n], self.k)
+                    scales.setdefault(c, {})[n] = float(np.median(hd))
+                if self.all_classes:
+                    idx, dist_ = nearest(q_codes[n], base[n], self.k)
+                    for i, (j, d) in enumerate(zip(idx, dist_)):
+                        prev = best_any[n][i]
+                        if prev is None or d < prev["distance"]:
+                            best_any[n][i] = {**self._hit(train, t_idx[j], float(d)), "class": c}
+            del base, h_codes
+            if progress is not None:
+                progress("class", done, len(classes))
+        return nearest_of, scales, best_any
+
     @staticmethod
     def _hit(train: ImageSet, index: int, distance: float) -> dict[str, Any]:
         return {
@@ -479,6 +500,26 @@ class MemorisationAudit:
 
 # ----------------------------------------------------------------------------------------------
 # outputs
+
+
+def _merge_scans(scans: Sequence[tuple[dict, dict, dict]]) -> tuple[dict, dict, dict]:
+    """Combine the ranks' scans of disjoint classes: same-class hits and scales are each found by one
+    rank; the any-class nearest is the closest over all ranks."""
+    nearest_of, scales, best_any = scans[0]
+    for other_nearest, other_scales, other_any in scans[1:]:
+        scales.update(other_scales)
+        for name, hits in other_nearest.items():
+            nearest_of[name] = [mine if mine is not None else theirs for mine, theirs in zip(nearest_of[name], hits)]
+        for name, hits in other_any.items():
+            best_any[name] = [theirs if _closer(theirs, mine) else mine for mine, theirs in zip(best_any[name], hits)]
+    return nearest_of, scales, best_any
+
+
+def _closer(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    """Whether hit ``a`` beats hit ``b``: nearer, or as near and of an earlier class (as one process scans)."""
+    if a is None:
+        return False
+    return b is None or (a["distance"], a["class"]) < (b["distance"], b["class"])
 
 
 def _uint8(image: torch.Tensor) -> np.ndarray:

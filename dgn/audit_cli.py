@@ -48,11 +48,13 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from dgn import audit
+    from dgn.distributed import init_world
     from dgn.models import load_classifier
     from dgn.training import default_device
 
     start = time.monotonic()
-    device = default_device() if args.device == "auto" else torch.device(args.device)
+    world, device_name = init_world(args.device)
+    device = default_device() if device_name == "auto" else torch.device(device_name)
     encoder = load_classifier(args.classifier, weights_dir=args.weights_dir).to(device)
     size = encoder.space.size
     layers = [s.strip() for s in args.layers.split(",") if s.strip()] if args.layers else None
@@ -64,8 +66,11 @@ def run(args: argparse.Namespace) -> int:
             raise DGNError(f"--heldout classes {held_classes} differ from --train classes {classes}")
     synthetic = audit.synthetic_from_run(args.synthetic, size)
     auditor = audit.MemorisationAudit(encoder, layers, args.k, args.all_classes, args.threshold, args.batch_size)
-    with tqdm(total=len(set(train.labels)), unit="class", desc="audit", disable=None) as bar:
-        result = auditor.audit(synthetic, train, heldout, lambda stage, done, total: bar.update(1))
+    mine = len(sorted(set(train.labels))[world.rank :: world.size])  # classes this rank scans
+    with tqdm(total=mine, unit="class", desc="audit", disable=None if world.is_main else True) as bar:
+        result = auditor.audit(synthetic, train, heldout, lambda stage, done, total: bar.update(1), world)
+    if not world.is_main:  # every rank holds the merged result; rank 0 writes it
+        return 0
     audit.write_audit(args.out, result, synthetic, train, classes)
     print_summary(result, Path(args.out), time.monotonic() - start)
     return 0

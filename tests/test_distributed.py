@@ -45,17 +45,26 @@ def _dgn(args: list[str], tmp_path: Path, launcher: list[str]) -> subprocess.Com
                           capture_output=True, text=True, timeout=300)
 
 
-def test_two_process_run_equals_a_single_process_run(tmp_path):
-    """torchrun with 2 gloo ranks on CPU writes the same manifest and byte-identical images as one process."""
+TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The same CIFAR-world synthesis run by one process (``single``) and by 2 torchrun ranks (``sharded``)."""
+    tmp = tmp_path_factory.mktemp("runs")
     run = ["synthesize", "--generator", "cifar-deepsim-fc6", "--classifier", "cifar-caffenet",
            "--target", "fc8:0-4", "--target", "conv5:3", "--restarts", "1", "--steps", "6",
            "--batch-size", "2", "--device", "cpu"]
-    single = _dgn([*run, "--out", "single"], tmp_path, [])
+    single = _dgn([*run, "--out", "single"], tmp, [])
     assert single.returncode == 0, single.stderr
-    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    sharded = _dgn([*run, "--out", "sharded"], tmp_path, torchrun)
+    sharded = _dgn([*run, "--out", "sharded"], tmp, TORCHRUN)
     assert sharded.returncode == 0, sharded.stderr[-2000:]
+    return tmp, sharded
 
+
+def test_two_process_run_equals_a_single_process_run(runs):
+    """torchrun with 2 gloo ranks on CPU writes the same manifest and byte-identical images as one process."""
+    tmp_path, sharded = runs
     one = json.loads((tmp_path / "single" / "manifest.json").read_text())
     two = json.loads((tmp_path / "sharded" / "manifest.json").read_text())
     assert two["finished"] and two["config"] == one["config"]
@@ -69,6 +78,29 @@ def test_two_process_run_equals_a_single_process_run(tmp_path):
     assert sharded.stdout.count("wrote 6 images") == 1  # only rank 0 prints the summary
     # 3 chunks of 2 rows: rank 0 ran chunks 0 and 2, rank 1 chunk 1
     assert "rank 0/2: optimised 4 rows" in sharded.stdout and "rank 1/2: optimised 2 rows" in sharded.stdout
+
+
+def test_two_process_audit_equals_a_single_process_audit(runs):
+    """The audit's classes split across 2 ranks give the same audit.json, any-class search included."""
+    import numpy as np
+
+    from dgn.render import save_png
+
+    tmp_path, _ = runs
+    rng = np.random.default_rng(0)
+    for root, per_class in (("train", 4), ("held", 2)):
+        for c in range(5):
+            for i in range(per_class):
+                save_png(tmp_path / root / f"class{c}" / f"{i}.png", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    audit = ["audit", "--synthetic", "single", "--train", "train", "--heldout", "held", "--classifier",
+             "cifar-caffenet", "--all-classes", "--device", "cpu"]
+    single = _dgn([*audit, "--out", "audit1"], tmp_path, [])
+    assert single.returncode == 0, single.stderr
+    sharded = _dgn([*audit, "--out", "audit2"], tmp_path, TORCHRUN)
+    assert sharded.returncode == 0, sharded.stderr[-2000:]
+    one = json.loads((tmp_path / "audit1" / "audit.json").read_text())
+    assert json.loads((tmp_path / "audit2" / "audit.json").read_text()) == one
+    assert len(one["items"]) == 5 and all("nearest_any_class" in item for item in one["items"])
 
 
 def _chunk(units: list[int]):
