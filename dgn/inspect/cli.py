@@ -13,6 +13,9 @@ import importlib
 # verb -> (module, one-line help)
 VERBS: dict[str, tuple[str, str]] = {
     "receptive-field": ("dgn.inspect.receptive", "size and offset of a unit's receptive field (backward-pass method)"),
+    "activations": ("dgn.inspect.activations", "every channel of a layer for an image, and the layer's top-k units"),
+    "filters": ("dgn.inspect.filters", "first-layer filters as one tiled RGB image"),
+    "attribution": ("dgn.inspect.attribution", "project a unit to pixels: deconvnet, guided backprop, saliency"),
 }
 
 
