@@ -1,0 +1,174 @@
+"""The offline video world: procedural moving-shapes clips whose classes differ only by motion.
+
+A clip shows one shape (a bar, a triangle or a half-disc) in a random colour over a static random
+background (a smooth colour gradient). Its *appearance* (shape, colours, position, size, angle) is drawn
+independently of its class, so the first frame says nothing about the class; the class decides only
+how the shape moves over the 16 frames:
+
+    0 left, 1 right, 2 up, 3 down (0.6-1.0 px per frame), 4 clockwise, 5 anticlockwise (4-7 degrees per
+    frame), 6 grow, 7 shrink (3-5 % per frame).
+
+Frames are 32x32 RGB, rendered with 4x4 supersampling (sub-pixel motion stays visible) plus a little
+per-frame pixel noise. Everything is a function of the seed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dgn.errors import DGNError
+
+SHAPE_CLASSES = ("left", "right", "up", "down", "clockwise", "anticlockwise", "grow", "shrink")
+SHAPES = ("bar", "triangle", "half-disc")
+FRAME_SIZE = 32
+CLIP_FRAMES = 16
+_SUPERSAMPLE = 4
+
+
+@dataclass(frozen=True)
+class Appearance:
+    """What a clip looks like at its first frame (independent of its class)."""
+
+    shape: str
+    colour: tuple[float, float, float]
+    background: tuple[tuple[float, float, float], tuple[float, float, float]]  # gradient end colours
+    gradient_angle: float
+    centre: tuple[float, float]  # (x, y) in pixels
+    radius: float
+    angle: float  # degrees
+    noise_seed: int
+
+
+@dataclass(frozen=True)
+class Motion:
+    """How the shape changes per frame: its class and the speed of that change."""
+
+    label: int
+    speed: float  # px/frame (translations), degrees/frame (rotations) or relative size change/frame
+
+
+def sample_appearance(rng: np.random.Generator) -> Appearance:
+    """Draw an appearance (the shape kept clearly apart from the background colour)."""
+    shape = SHAPES[int(rng.integers(len(SHAPES)))]
+    while True:
+        colour = rng.uniform(0, 1, 3)
+        bg = rng.uniform(0.1, 0.9, (2, 3))
+        if np.abs(colour - bg.mean(0)).sum() > 0.9:
+            break
+    return Appearance(
+        shape=shape,
+        colour=tuple(float(v) for v in colour),
+        background=(tuple(float(v) for v in bg[0]), tuple(float(v) for v in bg[1])),
+        gradient_angle=float(rng.uniform(0, 2 * math.pi)),
+        centre=(float(rng.uniform(10, 22)), float(rng.uniform(10, 22))),
+        radius=float(rng.uniform(5, 8)),
+        angle=float(rng.uniform(0, 360)),
+        noise_seed=int(rng.integers(2**31)),
+    )
+
+
+def sample_motion(label: int, rng: np.random.Generator) -> Motion:
+    """Draw the speed of a motion class."""
+    check_label(label)
+    if label < 4:
+        speed = rng.uniform(0.6, 1.0)
+    elif label < 6:
+        speed = rng.uniform(4.0, 7.0)
+    else:
+        speed = rng.uniform(0.03, 0.05)
+    return Motion(label, float(speed))
+
+
+def check_label(label: int) -> None:
+    """Raise a DGNError unless ``label`` is a class index of this world."""
+    if not 0 <= label < len(SHAPE_CLASSES):
+        raise DGNError(f"unknown shape-motion class {label}; valid: 0..{len(SHAPE_CLASSES) - 1} ({', '.join(SHAPE_CLASSES)})")
+
+
+def _state(appearance: Appearance, motion: Motion, t: int) -> tuple[float, float, float, float]:
+    """(x, y, radius, angle) of the shape at frame t."""
+    x, y = appearance.centre
+    radius, angle = appearance.radius, appearance.angle
+    d = motion.speed * t
+    label = motion.label
+    if label == 0:
+        x -= d
+    elif label == 1:
+        x += d
+    elif label == 2:
+        y -= d
+    elif label == 3:
+        y += d
+    elif label == 4:
+        angle -= d  # image y points down, so decreasing the maths angle turns clockwise on screen
+    elif label == 5:
+        angle += d
+    elif label == 6:
+        radius *= (1 + motion.speed) ** t
+    else:
+        radius *= (1 - motion.speed) ** t
+    return x, y, radius, angle
+
+
+def _inside(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Membership in the unit shape, in local coordinates (u along the shape's axis, v across, radius 1)."""
+    if shape == "bar":
+        return (np.abs(u) <= 1.0) & (np.abs(v) <= 0.4)
+    if shape == "triangle":  # apex at u = 1, base at u = -0.6: not symmetric under small rotations
+        return (u >= -0.6) & (u <= 1.0) & (np.abs(v) <= 0.55 * (1.0 - u))
+    return (u * u + v * v <= 1.0) & (u >= 0)  # half-disc
+
+
+def _background(appearance: Appearance, size: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) / (size - 1)
+    ca, sa = math.cos(appearance.gradient_angle), math.sin(appearance.gradient_angle)
+    w = ((xx - 0.5) * ca + (yy - 0.5) * sa) / math.sqrt(2) + 0.5
+    a, b = (np.array(c) for c in appearance.background)
+    return (1 - w)[..., None] * a + w[..., None] * b
+
+
+def render_frame(appearance: Appearance, motion: Motion, t: int, size: int = FRAME_SIZE) -> np.ndarray:
+    """Frame t of a clip: (size, size, 3) float RGB in 0..1."""
+    x, y, radius, angle = _state(appearance, motion, t)
+    n = size * _SUPERSAMPLE
+    coords = (np.arange(n) + 0.5) / _SUPERSAMPLE  # sub-pixel centres in pixel units
+    py, px = np.meshgrid(coords, coords, indexing="ij")
+    theta = math.radians(angle)
+    dx, dy = px - x, -(py - y)  # maths orientation: y up
+    u = (dx * math.cos(theta) + dy * math.sin(theta)) / max(radius, 1e-3)
+    v = (-dx * math.sin(theta) + dy * math.cos(theta)) / max(radius, 1e-3)
+    cover = _inside(appearance.shape, u, v).reshape(size, _SUPERSAMPLE, size, _SUPERSAMPLE).mean((1, 3))
+    frame = _background(appearance, size) * (1 - cover[..., None]) + np.array(appearance.colour) * cover[..., None]
+    noise = np.random.default_rng([appearance.noise_seed, t]).normal(0, 0.02, frame.shape)
+    return np.clip(frame + noise, 0, 1)
+
+
+def render_clip(appearance: Appearance, motion: Motion, frames: int = CLIP_FRAMES, size: int = FRAME_SIZE) -> np.ndarray:
+    """A clip: (frames, size, size, 3) uint8 RGB."""
+    return np.stack([(render_frame(appearance, motion, t, size) * 255 + 0.5).astype(np.uint8) for t in range(frames)])
+
+
+def make_clips(count: int, seed: int, frames: int = CLIP_FRAMES) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` clips with balanced labels (label = index mod 8, then shuffled), all from ``seed``.
+
+    Returns:
+        (clips (count, frames, 32, 32, 3) uint8 RGB, labels (count,) int64).
+    """
+    if count < 1:
+        raise DGNError(f"clip count must be >= 1, got {count}")
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(count) % len(SHAPE_CLASSES))
+    clips = np.empty((count, frames, FRAME_SIZE, FRAME_SIZE, 3), np.uint8)
+    for i, label in enumerate(labels):
+        appearance = sample_appearance(rng)
+        clips[i] = render_clip(appearance, sample_motion(int(label), rng), frames)
+    return clips, labels.astype(np.int64)
+
+
+def clips_to_tensor(clips: np.ndarray) -> torch.Tensor:
+    """uint8 clips (N, T, H, W, 3) -> float RGB 0..1 frames, time-major (T, N, 3, H, W)."""
+    return torch.from_numpy(clips).permute(1, 0, 4, 2, 3).float().div(255)
