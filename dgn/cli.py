@@ -36,7 +36,8 @@ def _add_synthesis_options(p: argparse.ArgumentParser) -> None:
                    help="unit to maximise; repeatable; ranges allowed (fc8:0-9)")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--restarts", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=16, help="rows optimised together")
+    p.add_argument("--batch-size", type=_batch_size, default=16,
+                   help="rows optimised together, or 'auto': as many as fit in 80%% of the free GPU memory")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bounds", default=None,
                    help="code upper bounds: a file (one line of numbers), a registry name, or a number")
@@ -52,6 +53,18 @@ def _add_synthesis_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-rf-crop", action="store_true", help="do not crop spatial units' images to the receptive field")
     p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished rows")
     p.add_argument("--out", required=True, help="output directory")
+
+
+def _batch_size(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'auto', got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -200,8 +213,19 @@ def _run_synthesis(args: argparse.Namespace, targets: list[str], gamma: float = 
     config = dgnam.describe()
     config.update(targets=targets, restarts=args.restarts, seed=args.seed, bounds=bounds_label,
                   random_weights=args.random_weights, display=args.display)
+    batch_size = args.batch_size
+    if batch_size == "auto":  # measured with the deepest target; every rank uses the smallest choice
+        from dgn.distributed import agree_on_minimum
+        from dgn.throughput import choose_batch_size
+
+        order = {name: i for i, (name, _) in enumerate(dgnam.classifier.module.named_modules())}
+        units = [t for r in rows for t in (r.target, r.partner) if t is not None]
+        deepest = max(units, key=lambda t: order.get(t.layer, len(order)))  # registration ~ execution order
+        batch_size = agree_on_minimum(choose_batch_size(dgnam, str(deepest)), world)
+        if world.is_main:
+            print(f"--batch-size auto: {batch_size} rows per chunk")
     synthesize = functools.partial(dgnam.synthesize, targets, args.restarts, args.seed, upper_bound=bounds)
-    return run_and_write(synthesize, rows, dgnam, args.out, config, settings.steps, args.batch_size,
+    return run_and_write(synthesize, rows, dgnam, args.out, config, settings.steps, batch_size,
                          args.resume, args.display, world)
 
 

@@ -88,6 +88,16 @@ def barrier(world: World) -> None:
         dist.barrier()
 
 
+def agree_on_minimum(value: int, world: World) -> int:
+    """The smallest ``value`` over all ranks (so every rank cuts rows into the same chunks)."""
+    if not (world.distributed and dist.is_initialized()):
+        return value
+    on = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    t = torch.tensor([value], dtype=torch.int64, device=on)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
+
+
 def shard_skip(keys: Sequence[str], done: set[str], batch_size: int, world: World) -> set[str]:
     """Row keys this rank must skip: the finished ones and every chunk that belongs to another rank.
 

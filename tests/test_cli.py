@@ -30,6 +30,7 @@ def test_synthesize_writes_images_montage_and_manifest(tmp_path, capsys):
         (["--target", "fc8:1", "--device", "tpu"], "unknown device"),
         (["--target", "fc8:1", "--bounds", "/nonexistent/bounds.txt"], "--bounds"),
         (["--target", "fc8:1", "--steps", "0"], "steps must be >= 1"),
+        (["--target", "fc8:1", "--batch-size", "0"], "must be a positive integer or 'auto'"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_no_traceback(tmp_path, capsys, argv, message):
@@ -39,6 +40,14 @@ def test_bad_input_is_one_line_exit_2_no_traceback(tmp_path, capsys, argv, messa
     assert message in err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "o" / "manifest.json").exists()
+
+
+def test_batch_size_auto_falls_back_to_the_cpu_default(tmp_path, capsys):
+    code = main(["synthesize", "--generator", "cifar-deepsim-fc6", "--classifier", "cifar-caffenet",
+                 "--target", "fc8:1", "--target", "conv2:3", "--steps", "2", "--batch-size", "auto",
+                 "--device", "cpu", "--out", str(tmp_path / "run")])
+    assert code == 0
+    assert "--batch-size auto: 16 rows per chunk" in capsys.readouterr().out
 
 
 def test_missing_required_option(capsys):
