@@ -16,6 +16,10 @@ VERBS: dict[str, tuple[str, str]] = {
     "activations": ("dgn.inspect.activations", "every channel of a layer for an image, and the layer's top-k units"),
     "filters": ("dgn.inspect.filters", "first-layer filters as one tiled RGB image"),
     "attribution": ("dgn.inspect.attribution", "project a unit to pixels: deconvnet, guided backprop, saliency"),
+    "occlusion": ("dgn.inspect.occlusion", "slide a grey square: class probability, top label, feature-map maps"),
+    "invariance": ("dgn.inspect.invariance", "feature distance per layer under shifts, scaling and rotation"),
+    "neighbours": ("dgn.inspect.neighbours", "nearest training images of a query in a layer's feature space"),
+    "embedding": ("dgn.inspect.embedding", "t-SNE or PCA layout of images by their features, as one picture"),
 }
 
 
