@@ -20,6 +20,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "invariance": ("dgn.inspect.invariance", "feature distance per layer under shifts, scaling and rotation"),
     "neighbours": ("dgn.inspect.neighbours", "nearest training images of a query in a layer's feature space"),
     "embedding": ("dgn.inspect.embedding", "t-SNE or PCA layout of images by their features, as one picture"),
+    "mixture": ("dgn.inspect.mixture", "the K units a group of images drives hardest, synthesised as one image"),
 }
 
 
