@@ -185,3 +185,20 @@ def test_cli_writes_each_method(tmp_path, capsys):
     assert "image file not found" in capsys.readouterr().err
     assert main(["inspect", "attribution", "--image", str(image), "--target", "fc8:10", "--out", str(tmp_path)]) == 2
     assert "valid units are 0..9" in capsys.readouterr().err
+
+
+def test_deconvnet_passes_lrn_unchanged_on_caffenet(one_thread):
+    from dgn.inspect.attribution import PassBackward
+    from dgn.models import load_classifier
+
+    x = torch.randn(1, 4, 3, 3, requires_grad=True)
+    PassBackward(nn.LocalResponseNorm(2, alpha=10.0))(x).sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(x))  # the deconvnet has no inverse of contrast normalisation
+    caffenet = load_classifier("caffenet", random_weights=True).module
+    deconv = Deconvnet(caffenet)
+    assert isinstance(deconv.network.norm1, PassBackward) and isinstance(caffenet.norm1, nn.LocalResponseNorm)
+    assert isinstance(GuidedBackprop(caffenet).network.norm1, nn.LocalResponseNorm)  # guided keeps the gradient
+    projection = deconv.attribute(torch.randn(1, 3, 227, 227) * 50, "conv1:3@20,20")
+    support = torch.nonzero(projection[0].abs().sum(0))
+    # conv1 (11x11, stride 4) at (20, 20) reads input rows and columns 80..90
+    assert support.min() >= 80 and support.max() <= 90
