@@ -21,6 +21,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "neighbours": ("dgn.inspect.neighbours", "nearest training images of a query in a layer's feature space"),
     "embedding": ("dgn.inspect.embedding", "t-SNE or PCA layout of images by their features, as one picture"),
     "mixture": ("dgn.inspect.mixture", "the K units a group of images drives hardest, synthesised as one image"),
+    "evolution": ("dgn.inspect.evolution", "the same units synthesised for every checkpoint of a training run"),
 }
 
 
