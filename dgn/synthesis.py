@@ -16,12 +16,14 @@ Rows are independent, so a batch gives the same result as its rows run one by on
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from dgn import spaces
 from dgn.errors import DGNError
@@ -30,6 +32,8 @@ from dgn.layers import forward_to, resolve_layer
 from dgn.models import Classifier, Generator, input_shape
 from dgn.objectives import UnitObjective
 from dgn.targets import Target, as_target, resolve_target, split_pair
+
+SCORES = ("unit", "contrast", "log_softmax")
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,13 @@ class ActMaxSettings:
         stop_early: stop the classifier's forward pass after the deepest target layer.
         pair_gamma: weight of the balance penalty |a - b| on two-neuron rows ("A+B" targets).
         code_penalty: weight of ||code||_2 in every row's objective (eq. 2's lambda; 0 = off).
+        jitter: robustness transform (off by default, as the original): before each gradient step the
+            classifier's input is shifted by a random whole number of pixels in [-jitter, jitter] per axis.
+        scale_jitter: likewise, rescaled by a random factor in [1 - s, 1 + s] about the centre.
+        flip: likewise, mirrored left-right with probability 1/2.
+        score: what each row maximises: "unit" (its unit, the original), "contrast" (its unit minus the
+            mean of the other units of its layer at the same position, a class-contrastive score) or
+            "log_softmax" (the log-probability of its unit among its layer's units at that position).
     """
 
     steps: int = 200
@@ -63,10 +74,18 @@ class ActMaxSettings:
     stop_early: bool = True
     pair_gamma: float = 1.0
     code_penalty: float = 0.0
+    jitter: int = 0
+    scale_jitter: float = 0.0
+    flip: bool = False
+    score: str = "unit"
 
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise DGNError(f"steps must be >= 1, got {self.steps}")
+        if self.jitter < 0 or not 0 <= self.scale_jitter < 1:
+            raise DGNError(f"jitter must be >= 0 and scale_jitter in [0, 1), got {self.jitter}, {self.scale_jitter}")
+        if self.score not in SCORES:
+            raise DGNError(f"unknown score {self.score!r}; valid: {', '.join(SCORES)}")
         if self.precision not in ("fp32", "bf16"):
             raise DGNError(f"unknown precision {self.precision!r}; valid: fp32, bf16")
         if not 0 < self.decay <= 1:
@@ -74,6 +93,11 @@ class ActMaxSettings:
 
     def lr(self, step: int) -> float:
         return self.lr_start + (self.lr_end - self.lr_start) * step / self.steps
+
+    @property
+    def transforms(self) -> bool:
+        """Whether any robustness transform is on."""
+        return bool(self.jitter or self.scale_jitter or self.flip)
 
 
 @dataclass(frozen=True)
@@ -190,6 +214,67 @@ class IterateTracker:
         moving = self.active & finite & (scale > 0)
         self.active = self.active & ~(finite & (scale == 0))
         return moving, scale, finite
+
+
+class RowTransforms:
+    """Random robustness transforms of the classifier's input (shift, scale, flip), one draw per row and step.
+
+    Each row draws from its own generator, seeded from the row, so a row's transforms do not depend on
+    which other rows share its batch. Integer shifts at scale 1 move pixels exactly; the border is
+    filled by reflection.
+    """
+
+    def __init__(self, rows: Sequence[Row], jitter: int, scale_jitter: float, flip: bool) -> None:
+        self.jitter, self.scale_jitter, self.flip = jitter, scale_jitter, flip
+        self.generators = [torch.Generator().manual_seed(zlib.crc32(f"{r.key}/{r.seed}".encode())) for r in rows]
+
+    def thetas(self, height: int, width: int) -> torch.Tensor:
+        """This step's (B, 2, 3) affine matrices (output -> input, normalised coordinates)."""
+        out = []
+        for g in self.generators:
+            shift = torch.randint(-self.jitter, self.jitter + 1, (2,), generator=g).double()
+            u = torch.rand(2, generator=g, dtype=torch.float64)
+            zoom = 1.0 + self.scale_jitter * (2 * float(u[0]) - 1)
+            mirror = -1.0 if self.flip and u[1] < 0.5 else 1.0
+            out.append([[mirror / zoom, 0.0, -2 * float(shift[1]) / width],
+                        [0.0, 1 / zoom, -2 * float(shift[0]) / height]])
+        return torch.tensor(out, dtype=torch.float32)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if images.shape[0] != len(self.generators):
+            raise ValueError(f"{images.shape[0]} images for {len(self.generators)} rows")
+        theta = self.thetas(*images.shape[-2:]).to(images.device, images.dtype)
+        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+        return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def score_reference(acts: dict[str, torch.Tensor], rows: Sequence[Row], score: str) -> torch.Tensor:
+    """(B,) what ``score`` subtracts from each row's objective: nothing ("unit"), the mean of the other units
+    of the row's layer at its position ("contrast") or their log-sum-exp ("log_softmax"). Pair rows: 0."""
+    device = next(iter(acts.values())).device
+    out = torch.zeros(len(rows), dtype=torch.float32, device=device)
+    if score == "unit":
+        return out
+    by_layer: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        if row.partner is None:
+            by_layer.setdefault(row.target.layer, []).append(i)
+    for layer, index in by_layer.items():
+        a = acts[layer].float()
+        where = torch.tensor(index, device=device)
+        if a.dim() == 2:
+            units = a[where]
+        else:
+            ys = torch.tensor([rows[i].target.position[0] for i in index], device=device)
+            xs = torch.tensor([rows[i].target.position[1] for i in index], device=device)
+            units = a[where, :, ys, xs]  # (rows, channels): advanced indices around a slice go first
+        if score == "log_softmax":
+            ref = torch.logsumexp(units, 1)
+        else:
+            own = units.gather(1, torch.tensor([rows[i].target.unit for i in index], device=device)[:, None])[:, 0]
+            ref = (units.sum(1) - own) / max(units.shape[1] - 1, 1)
+        out = out.index_put((where,), ref)
+    return out
 
 
 def run_in_chunks(
@@ -380,6 +465,7 @@ class DGNAM(TargetPlanner):
         per_row = (batch,) + (1,) * len(code_shape)
 
         track = IterateTracker.starting_from(code)
+        transform = RowTransforms(rows, s.jitter, s.scale_jitter, s.flip) if s.transforms else None
         for step in range(s.steps):
             if step == s.steps - 1:  # the last iterate is the result: evaluate it, its update would be unused
                 with torch.no_grad(), autocast_for(self.device, s.precision):
@@ -390,9 +476,12 @@ class DGNAM(TargetPlanner):
             live = code.detach().requires_grad_(True)
             with autocast_for(self.device, s.precision):
                 image = self.image_for_classifier(live)
+                if transform is not None:  # values are then those of the transformed image
+                    image = transform(image)
                 acts = forward_to(self.classifier.module, image, objective.layers, s.stop_early)
                 values = objective(acts, live)
-            (grad,) = torch.autograd.grad(values.sum(), live)
+                score = values - score_reference(acts, rows, s.score) if s.score != "unit" else values
+            (grad,) = torch.autograd.grad(score.sum(), live)
             track.record(step, values.detach().float(), code)
 
             grad = grad.float()

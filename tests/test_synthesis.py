@@ -4,9 +4,9 @@ import torch
 
 from dgn import spaces
 from dgn.errors import DGNError
-from dgn.layers import hooks_left
+from dgn.layers import forward_to, hooks_left
 from dgn.models import load_classifier, load_generator
-from dgn.synthesis import DGNAM, ActMaxSettings, initial_codes
+from dgn.synthesis import DGNAM, ActMaxSettings, RowTransforms, initial_codes, score_reference
 from tests.tiny import CODE, tiny_pair
 
 TARGETS = ["fc8:0", "fc8:3", "fc6:7", "conv2:2", "conv1:4@3,5"]
@@ -130,3 +130,79 @@ def test_fc6_prior_drives_a_torchvision_model_through_the_pixel_space_adapter():
     result = dgnam.synthesize(["fc8:1", "conv5:3"])  # aliases of torchvision AlexNet
     assert [r.target.layer for r in result.rows] == ["classifier.6", "features.10"]
     assert (result.act_end > result.act_start).all()
+
+
+ROBUST = {"jitter": 2, "scale_jitter": 0.1, "flip": True}
+
+
+@pytest.mark.parametrize("options", [ROBUST, {"score": "contrast"}, dict(ROBUST, score="log_softmax")])
+def test_robust_options_keep_batched_equal_to_one_by_one(one_thread, options):
+    dgnam = make(steps=12, **options)
+    batched = dgnam.synthesize(TARGETS, restarts=2, batch_size=10)
+    single = dgnam.synthesize(TARGETS, restarts=2, batch_size=1)
+    torch.testing.assert_close(batched.codes_last, single.codes_last, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(batched.act_best, single.act_best, rtol=1e-4, atol=1e-4)
+    again = dgnam.synthesize(TARGETS, restarts=2, batch_size=10)
+    assert torch.equal(batched.codes_last, again.codes_last)  # same seed, same transforms
+    plain = make(steps=12).synthesize(TARGETS, restarts=2, batch_size=10)
+    assert not torch.allclose(plain.codes_last, batched.codes_last)  # the option does change the run
+
+
+def test_jitter_is_an_exact_whole_pixel_shift_within_range(one_thread):
+    rows = make().plan(["fc8:0", "fc8:1", "fc8:2"], restarts=4)
+    images = torch.randn(len(rows), 3, 12, 12)
+    moved = RowTransforms(rows, jitter=2, scale_jitter=0.0, flip=False)(images)
+    shifts = set()
+    for before, after in zip(images, moved):
+        found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                 if torch.allclose(torch.roll(before, (dy, dx), (1, 2))[:, 2:-2, 2:-2], after[:, 2:-2, 2:-2],
+                                   atol=1e-5)]
+        assert len(found) == 1
+        shifts.add(found[0])
+    assert len(shifts) > 1  # rows draw different shifts
+
+
+def test_a_rows_transforms_do_not_depend_on_its_batch():
+    rows = make().plan(["fc8:0", "fc8:3", "conv2:1"], restarts=2)
+    together = RowTransforms(rows, 3, 0.2, True)
+    alone = [RowTransforms([r], 3, 0.2, True) for r in rows]
+    for _ in range(3):
+        torch.testing.assert_close(together.thetas(8, 8), torch.cat([t.thetas(8, 8) for t in alone]))
+
+
+def test_scores_subtract_the_other_units_mean_or_their_log_sum_exp():
+    dgnam = make()
+    rows = dgnam.plan(["fc8:1", "conv2:3@2,5"])
+    acts = {"fc8": torch.randn(2, 5), "conv2": torch.randn(2, 8, 9, 9)}
+    others = torch.cat([acts["fc8"][0, :1], acts["fc8"][0, 2:]]).mean()
+    contrast = score_reference(acts, rows, "contrast")
+    torch.testing.assert_close(contrast[0], others)
+    torch.testing.assert_close(contrast[1], torch.cat([acts["conv2"][1, :3, 2, 5], acts["conv2"][1, 4:, 2, 5]]).mean())
+    softmax = score_reference(acts, rows, "log_softmax")
+    torch.testing.assert_close(softmax[0], torch.logsumexp(acts["fc8"][0], 0))
+    assert torch.equal(score_reference(acts, rows, "unit"), torch.zeros(2))
+
+
+def test_contrast_score_raises_the_targets_lead_and_reports_the_units_own_activation(one_thread):
+    targets = ["fc8:0", "fc8:1", "fc8:2", "fc8:3", "fc8:4"]
+    plain = make(steps=30).synthesize(targets, restarts=2)
+    contrast = make(steps=30, score="contrast").synthesize(targets, restarts=2)
+    dgnam = make()
+
+    def lead(result):
+        image = dgnam.image_for_classifier(result.codes_last)
+        with torch.no_grad():
+            logits = forward_to(dgnam.classifier.module, image, ["fc8"])["fc8"]
+        units = torch.tensor([r.target.unit for r in result.rows])
+        own = logits[torch.arange(len(units)), units]
+        torch.testing.assert_close(own, result.act_end, rtol=1e-4, atol=1e-4)  # act_end is the unit itself
+        return own - (logits.sum(1) - own) / 4
+
+    assert lead(contrast).mean() > lead(plain).mean()
+
+
+def test_bad_robust_options_are_clear():
+    with pytest.raises(DGNError, match="valid: unit, contrast, log_softmax"):
+        ActMaxSettings(score="softmax")
+    with pytest.raises(DGNError, match="jitter"):
+        ActMaxSettings(jitter=-1)
