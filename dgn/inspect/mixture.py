@@ -106,6 +106,19 @@ def top_units(
     return GroupUnits(resolve_layer(classifier.module, layer), order.tolist(), means[order].tolist())
 
 
+@torch.no_grad()
+def image_sums(classifier: Classifier, rgb: torch.Tensor, units: GroupUnits, post_relu: bool = False,
+               batch_size: int = 128) -> torch.Tensor:
+    """(N,) each real image's sum of the units (to compare a mixture with the group's best image)."""
+    objective = SumOfUnits(units.layer, tuple(units.units), post_relu)
+    device = next(iter(classifier.module.parameters()), torch.zeros(())).device
+    sums = []
+    for start in range(0, len(rgb), batch_size):
+        x = spaces.convert(rgb[start : start + batch_size].float().to(device), spaces.RGB01, classifier.space)
+        sums.append(objective(forward_to(classifier.module, x, objective.layers)).cpu())
+    return torch.cat(sums)
+
+
 @dataclass
 class MixtureImage:
     """One synthesised mixture: the image (in ``space``), the summed activation at the start and end,
@@ -227,18 +240,20 @@ def run_cli(args) -> int:
                          args.post_relu, args.device),
         synthesise_image_am(classifier, units, baseline, args.seed, args.post_relu, args.device),
     ]
+    best = float(image_sums(classifier, group.rgb, units, args.post_relu).max())
     out = Path(args.out)
     save_png(out / "mixture.png", mixture_montage(group.rgb, mixtures))
     atomic_write_json(out / "mixture.json", {
         "classifier": args.classifier, "generator": args.generator, "bounds": bounds_name,
         "images": len(group.paths), "layer": units.layer, "units": units.units, "post_relu": args.post_relu,
         "group_mean_per_unit": units.means, "group_mean_sum": units.group_sum,
+        "group_best_image_sum": best,
         "mixtures": [{"method": m.method, "sum_start": m.sum_start, "sum_end": m.sum_end,
                       "per_unit": m.per_unit, "sum_over_group_mean": m.sum_end / units.group_sum
                       if units.group_sum else None} for m in mixtures],
     })
     print(f"{len(group.paths)} images: top {len(units.units)} units of {args.layer} {units.units}, "
-          f"group mean sum {units.group_sum:.3g}")
+          f"group mean sum {units.group_sum:.3g}, best image {best:.3g}")
     for m in mixtures:
         print(f"  {m.method}: summed activation {m.sum_start:.3g} -> {m.sum_end:.3g}")
     print(f"-> {out / 'mixture.png'}")

@@ -7,9 +7,17 @@ import json
 import torch
 from PIL import Image
 
+from dgn import spaces
 from dgn.baseline import ImageAMSettings
 from dgn.cli import main
-from dgn.inspect.mixture import SumOfUnits, synthesise_dgnam, synthesise_image_am, top_units, unit_means
+from dgn.inspect.mixture import (
+    SumOfUnits,
+    image_sums,
+    synthesise_dgnam,
+    synthesise_image_am,
+    top_units,
+    unit_means,
+)
 from dgn.layers import forward_to
 from dgn.synthesis import ActMaxSettings
 from tests.inspect.test_embedding import cifar_sample
@@ -45,6 +53,9 @@ def test_both_syntheses_raise_the_sum_above_the_group(one_thread):
         assert mixture.sum_end > mixture.sum_start
         assert abs(sum(mixture.per_unit) - mixture.sum_end) < 1e-3 * max(1.0, abs(mixture.sum_end))
     assert image.sum_end > units.group_sum
+    group = torch.rand(4, 3, 36, 36)
+    acts = forward_to(classifier.module, spaces.convert(group, spaces.RGB01, classifier.space), ["fc6"])
+    assert torch.allclose(image_sums(classifier, group, units), acts["fc6"][:, units.units].sum(1), atol=1e-4)
 
 
 def test_cli_mixes_a_cifar_class(tmp_path, fixtures_dir, capsys, one_thread):
@@ -54,6 +65,7 @@ def test_cli_mixes_a_cifar_class(tmp_path, fixtures_dir, capsys, one_thread):
                  "--baseline-steps", "8", "--device", "cpu", "--out", str(out)]) == 0
     report = json.loads((out / "mixture.json").read_text())
     assert report["images"] == 3 and len(report["units"]) == 3
+    assert report["group_best_image_sum"] >= report["group_mean_sum"]
     assert [m["method"].split(" ")[0] for m in report["mixtures"]] == ["dgn-am", "image-am"]
     assert all(m["sum_end"] > m["sum_start"] for m in report["mixtures"])
     assert Image.open(out / "mixture.png").format == "PNG"
