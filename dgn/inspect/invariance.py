@@ -291,7 +291,10 @@ def run_cli(args) -> int:
     atomic_write_json(out / "invariance.json", {"classifier": args.classifier, "images": len(images.paths),
                                                 **result.to_json()})
     for kind in result.amounts:
-        far = int(np.argmax(np.abs(np.array(result.amounts[kind]) - IDENTITY[kind])))
+        offsets = np.abs(np.array(result.amounts[kind]) - IDENTITY[kind])
+        if kind == "rotate":
+            offsets = np.minimum(offsets % 360, 360 - offsets % 360)
+        far = int(np.argmax(offsets))  # the strongest transformation asked for
         parts = ", ".join(f"{k} {v[far]:.2f}" for k, v in result.normalised[kind].items())
         prob = result.probability[kind].mean(0)[far]
         print(f"{kind} {result.amounts[kind][far]:g}: normalised distance {parts}; P(true) {prob:.2f}")
