@@ -24,7 +24,9 @@ Named presets (:data:`PRESETS`) reproduce the sources; see :func:`preset`.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+import types
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -236,6 +238,85 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
+# ----- a faster image gradient through the first, strided convolution --------------------------------
+def subpixel_kernels(weight: torch.Tensor, stride: int) -> torch.Tensor:
+    """A strided conv's weight (O, C, K, K') as the stride-1 kernels of its transpose, one per output phase.
+
+    Returns (C * stride**2, O, T, T') with T = ceil(K / stride): channel ``c * s*s + ry * s + rx`` holds
+    the taps ``weight[:, c, ry + s*t, rx + s*t']`` (zero past K), flipped so that a correlation with the
+    output gradient gives the input gradient at the pixels of phase (ry, rx).
+    """
+    o, c, kh, kw = weight.shape
+    th, tw = -(-kh // stride), -(-kw // stride)
+    padded = F.pad(weight, (0, tw * stride - kw, 0, th * stride - kh))
+    taps = padded.view(o, c, th, stride, tw, stride).flip(2, 4)
+    return taps.permute(1, 3, 5, 0, 2, 4).reshape(c * stride * stride, o, th, tw)
+
+
+def strided_conv_input_grad(grad_out: torch.Tensor, weight: torch.Tensor, stride: int, padding: int,
+                            size: tuple[int, int]) -> torch.Tensor:
+    """d loss / d input of ``conv2d(input, weight, stride=stride, padding=padding)`` for inputs of ``size``.
+
+    The transposed convolution written as one stride-1 convolution with ``stride**2`` times the channels
+    followed by a pixel shuffle (the sub-pixel form). The same sums as ``torch.nn.grad.conv2d_input`` in
+    another order, ~3x faster on CPU for an 11x11/4 first layer, whose oneDNN backward is slow.
+    """
+    kh, kw = weight.shape[-2:]
+    th, tw = -(-kh // stride), -(-kw // stride)
+    (h, w), (h_out, w_out) = size, grad_out.shape[-2:]
+    qh, qw = (h - 1 + padding) // stride + 1, (w - 1 + padding) // stride + 1
+    g = F.pad(grad_out, (tw - 1, qw - w_out, th - 1, qh - h_out))  # negative pads crop
+    phases = F.conv2d(g, subpixel_kernels(weight, stride))
+    full = F.pixel_shuffle(phases, stride)  # index = input position + padding
+    return full[:, :, padding : padding + h, padding : padding + w]
+
+
+class _ImageConv(torch.autograd.Function):
+    """conv2d whose backward gives the input gradient only, by :func:`strided_conv_input_grad`."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding):
+        ctx.save_for_backward(weight)
+        ctx.stride, ctx.padding, ctx.size = stride, padding, tuple(x.shape[-2:])
+        return F.conv2d(x, weight, bias, stride, padding)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (weight,) = ctx.saved_tensors
+        grad = strided_conv_input_grad(grad_out.contiguous(), weight.to(grad_out.dtype), ctx.stride, ctx.padding,
+                                       ctx.size)
+        return grad, None, None, None, None
+
+
+def _fast_image_conv(conv: torch.nn.Conv2d) -> bool:
+    """A conv that sees images (<= 4 channels), strided equally, with plain zero padding: worth the fast path."""
+    s, p, d = conv.stride, conv.padding, conv.dilation
+    return (type(conv) is torch.nn.Conv2d and conv.in_channels <= 4 and conv.groups == 1 and s[0] == s[1] > 1
+            and not isinstance(p, str) and p[0] == p[1] and d == (1, 1) and conv.padding_mode == "zeros")
+
+
+@contextmanager
+def image_gradient_only(module: torch.nn.Module) -> Iterator[None]:
+    """Inside the block, the model's image-facing strided convs compute the input gradient the fast way.
+
+    Their forward is unchanged (the same ``conv2d`` call); the backward yields no weight gradient, which
+    image-space AM never wants. The convs are restored on exit.
+    """
+    convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d) and _fast_image_conv(m)]
+
+    def forward(self: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias.detach()
+        return _ImageConv.apply(x, self.weight.detach(), bias, self.stride[0], self.padding[0])
+
+    try:
+        for conv in convs:
+            conv.forward = types.MethodType(forward, conv)
+        yield
+    finally:
+        for conv in convs:
+            conv.__dict__.pop("forward", None)
+
+
 class ImageAM(TargetPlanner):
     """Image-space activation maximisation of classifier units, many rows per batch.
 
@@ -319,14 +400,15 @@ class ImageAM(TargetPlanner):
 
     # ----- the optimisation ----------------------------------------------------------------------
     def _clamp(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.maximum(torch.minimum(x, 255 - self._offset), -self._offset)
+        return torch.clamp(x, -self._offset, 255 - self._offset)
 
-    def _rates(self, g: torch.Tensor, lr: float, rngs: Sequence[torch.Generator]) -> torch.Tensor:
-        """Per-row step sizes multiplying the gradient."""
+    def _rates(self, g: torch.Tensor, lr: float, rngs: Sequence[torch.Generator],
+               mean_abs: torch.Tensor) -> torch.Tensor:
+        """Per-row step sizes multiplying the gradient (``mean_abs``: each row's mean |g|, already computed)."""
         s = self.settings
         flat = g.flatten(1)
         if s.step_rule == "l1":
-            rate = lr / flat.abs().mean(1).clamp_min(1e-30)
+            rate = lr / mean_abs.clamp_min(1e-30)
         elif s.step_rule == "progress":
             rate = (s.progress / flat.pow(2).sum(1).clamp_min(1e-30)).clamp_max(lr)
         else:
@@ -344,6 +426,11 @@ class ImageAM(TargetPlanner):
         rngs = [torch.Generator().manual_seed(r.seed) for r in rows]
         targets = [r.target for r in rows]
         inputs, grad_regs, image_regs = s.stage("input"), s.stage("grad"), s.stage("image")
+        # oneDNN's convolutions run ~10% faster on channels-last inputs (same values, another layout).
+        layout = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+
+        def net_input(images: torch.Tensor) -> torch.Tensor:
+            return self.to_classifier(images).contiguous(memory_format=layout)
 
         sizes = self.octave_sizes()
         bases = [start]
@@ -364,13 +451,13 @@ class ImageAM(TargetPlanner):
                     seen = full
                     for reg in inputs:
                         seen = reg(seen, ctx)
-                    acts = forward_to(module, self.to_classifier(seen), objective.layers, s.stop_early)
+                    acts = forward_to(module, net_input(seen), objective.layers, s.stop_early)
                     values = objective(acts, full)
                 (grad,) = torch.autograd.grad(values.sum(), live)
                 full = full.detach().float()
                 if inputs:  # record the activation of the image itself, not of its jittered view
                     with torch.no_grad(), autocast_for(self.device, s.precision):
-                        plain = forward_to(module, self.to_classifier(full), objective.layers, s.stop_early)
+                        plain = forward_to(module, net_input(full), objective.layers, s.stop_early)
                         values = objective(plain, full)
                 values = values.detach().float()
 
@@ -381,15 +468,16 @@ class ImageAM(TargetPlanner):
                     g = grad.float()
                     for reg in grad_regs:
                         g = reg(g, ctx)
-                    moving, _, finite = track.gate(g)
-                    g = torch.where(finite.view(per_row), g, torch.zeros_like(g))
-                    updated = x + self._rates(g, lr, rngs).view(per_row) * g
+                    moving, mean_abs, finite = track.gate(g)
+                    if not bool(finite.all()):
+                        g = torch.where(finite.view(per_row), g, torch.zeros_like(g))
+                    updated = torch.addcmul(x, self._rates(g, lr, rngs, mean_abs).view(per_row), g)
                     ctx.grad = g
                     for reg in image_regs:
                         updated = reg(updated, ctx)
                     if s.clip_pixels:
                         updated = self._clamp(updated)
-                    x = torch.where(moving.view(per_row), updated, x)
+                    x = updated if bool(moving.all()) else torch.where(moving.view(per_row), updated, x)
                 if progress is not None:
                     progress(batch)
                 step += 1
@@ -419,7 +507,10 @@ class ImageAM(TargetPlanner):
         start = self.initial_images(rows) if images is None else self.from_classifier(images)
         start = start.to(self.device, torch.float32)
         rates = s.auto_lr or (s.lr,)
-        runs = [self._run(rows, start, lr, objective, progress) for lr in rates]
+        # oneDNN's input gradient of an 11x11/4 first conv costs ~5 forwards of it; cuDNN needs no help.
+        fast = self.device.type == "cpu" and s.precision == "fp32"
+        with image_gradient_only(self.classifier.module) if fast else nullcontext():
+            runs = [self._run(rows, start, lr, objective, progress) for lr in rates]
         # auto_lr: per row, the candidate with the highest final activation (the first on ties).
         pick = torch.stack([r.act_end for r in runs]).argmax(0)
         index = torch.arange(len(rows), device=pick.device)
