@@ -9,7 +9,14 @@ from safetensors.torch import load_file
 
 from dgn import regularisers as R
 from dgn import spaces
-from dgn.baseline import PRESETS, ImageAM, ImageAMSettings, preset
+from dgn.baseline import (
+    PRESETS,
+    ImageAM,
+    ImageAMSettings,
+    image_gradient_only,
+    preset,
+    strided_conv_input_grad,
+)
 from dgn.errors import DGNError
 from dgn.inspect.receptive import receptive_field
 from dgn.layers import hooks_left
@@ -326,3 +333,21 @@ def test_cli_run_writes_a_run_and_errors_are_one_line(tmp_path, capsys):
     args.lr = "fast"
     with pytest.raises(DGNError, match="--lr must be"):
         settings_from_args(args)
+
+
+@pytest.mark.parametrize(("size", "kernel", "stride", "padding"), [(36, 11, 4, 2), (35, 11, 4, 0), (33, 3, 2, 1), (20, 7, 3, 3)])
+def test_sub_pixel_input_gradient_equals_autograd_and_the_conv_is_restored(size, kernel, stride, padding):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 5, kernel, stride, padding)
+    x = torch.randn(2, 3, size, size + 1, requires_grad=True)
+    out = conv(x)
+    weight = torch.randn_like(out)
+    (expected,) = torch.autograd.grad(out, x, weight)
+    fast = strided_conv_input_grad(weight, conv.weight.detach(), stride, padding, tuple(x.shape[-2:]))
+    torch.testing.assert_close(fast, expected, rtol=1e-5, atol=1e-5)
+    with image_gradient_only(conv):
+        out2 = conv(x)
+        (through,) = torch.autograd.grad(out2, x, weight)
+    assert torch.equal(out2, out)  # the forward is the same conv2d call
+    torch.testing.assert_close(through, expected, rtol=1e-5, atol=1e-5)
+    assert "forward" not in conv.__dict__ and conv.weight.grad is None
