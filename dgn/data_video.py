@@ -5,8 +5,8 @@ background (a smooth colour gradient). Its *appearance* (shape, colours, positio
 independently of its class, so the first frame says nothing about the class; the class decides only
 how the shape moves over the 16 frames:
 
-    0 left, 1 right, 2 up, 3 down (0.6-1.0 px per frame), 4 clockwise, 5 anticlockwise (4-7 degrees per
-    frame), 6 grow, 7 shrink (3-5 % per frame).
+    0 left, 1 right, 2 up, 3 down (1.0-1.4 px per frame), 4 clockwise, 5 anticlockwise (7-10 degrees per
+    frame), 6 grow, 7 shrink (5-7 % per frame).
 
 Frames are 32x32 RGB, rendered with 4x4 supersampling (sub-pixel motion stays visible) plus a little
 per-frame pixel noise. Everything is a function of the seed.
@@ -64,7 +64,7 @@ def sample_appearance(rng: np.random.Generator) -> Appearance:
         colour=tuple(float(v) for v in colour),
         background=(tuple(float(v) for v in bg[0]), tuple(float(v) for v in bg[1])),
         gradient_angle=float(rng.uniform(0, 2 * math.pi)),
-        centre=(float(rng.uniform(10, 22)), float(rng.uniform(10, 22))),
+        centre=(float(rng.uniform(12, 20)), float(rng.uniform(12, 20))),
         radius=float(rng.uniform(5, 8)),
         angle=float(rng.uniform(0, 360)),
         noise_seed=int(rng.integers(2**31)),
@@ -75,11 +75,11 @@ def sample_motion(label: int, rng: np.random.Generator) -> Motion:
     """Draw the speed of a motion class."""
     check_label(label)
     if label < 4:
-        speed = rng.uniform(0.6, 1.0)
+        speed = rng.uniform(1.0, 1.4)
     elif label < 6:
-        speed = rng.uniform(4.0, 7.0)
+        speed = rng.uniform(7.0, 10.0)
     else:
-        speed = rng.uniform(0.03, 0.05)
+        speed = rng.uniform(0.05, 0.07)
     return Motion(label, float(speed))
 
 

@@ -79,8 +79,8 @@ class LRCNConfig:
 
 UCF101_CONFIG = LRCNConfig()
 SHAPES_CONFIG = LRCNConfig(
-    channels=(24, 48, 64, 64, 48), conv1=(5, 2, 2), conv2=(3, 1, 1), groups=2, lrn=False, input_size=(32, 32),
-    fc6=128, hidden=64, num_classes=8, drop6=0.5, drop_lstm=0.3,
+    channels=(16, 32, 48, 48, 32), conv1=(5, 1, 2), conv2=(3, 1, 1), groups=2, lrn=False, input_size=(32, 32),
+    fc6=128, hidden=64, num_classes=8, drop6=0.2, drop_lstm=0.0,
 )  # fmt: skip
 
 
@@ -274,10 +274,27 @@ def lrcn_ucf101() -> LRCN:
 
 
 def lrcn_shapes(num_classes: int = 8) -> LRCN:
-    """The small LRCN of the offline moving-shapes world (32x32 frames, Caffe BGR ImageNet-mean space)."""
+    """The small LRCN of the offline moving-shapes world (32x32 frames, Caffe BGR ImageNet-mean space).
+
+    Initialised for training from scratch: He weights, conv1 scaled down for the 0..255 input scale (so fc6
+    does not saturate the LSTM's gates), LSTM weights U(-1/sqrt(H), 1/sqrt(H)) with the forget bias at 1,
+    a small fc8.
+    """
     from dataclasses import replace
 
-    return LRCN(replace(SHAPES_CONFIG, num_classes=num_classes))
+    net = LRCN(replace(SHAPES_CONFIG, num_classes=num_classes))
+    for layer in net.modules():
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+    bound = net.lstm.hidden_size**-0.5  # nn.LSTM's range: Caffe's U(-0.01, 0.01) learns far slower from scratch
+    nn.init.uniform_(net.lstm.weight_ih, -bound, bound)
+    nn.init.uniform_(net.lstm.weight_hh, -bound, bound)
+    with torch.no_grad():
+        net.lstm.bias_ih[net.lstm.hidden_size : 2 * net.lstm.hidden_size] = 1.0  # forget gate open at the start
+        net.conv1.weight.div_(64.0)  # frames minus the mean have a std of about 64 on the 0..255 scale
+        net.fc8.weight.mul_(0.1)
+    return net
 
 
 def lrcn_state_from_caffe(net, mapping: Mapping[str, str] | None = None) -> dict[str, torch.Tensor]:
