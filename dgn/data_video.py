@@ -1,12 +1,17 @@
 """The offline video world: procedural moving-shapes clips whose classes differ only by motion.
 
 A clip shows one shape (a bar, a triangle or a half-disc) in a random colour over a static random
-background (a smooth colour gradient). Its *appearance* (shape, colours, position, size, angle) is drawn
-independently of its class, so the first frame says nothing about the class; the class decides only
-how the shape moves over the 16 frames:
+background (a smooth colour gradient); the class decides only how the shape moves over the 16 frames:
 
     0 left, 1 right, 2 up, 3 down (1.0-1.4 px per frame), 4 clockwise, 5 anticlockwise (7-10 degrees per
-    frame), 6 grow, 7 shrink (5-7 % per frame).
+    frame), 6 grow, 7 shrink (x 1.05-1.07 or its inverse per frame).
+
+The renderer takes the shape's state at the first frame (:class:`Appearance`) and the class, so one first
+frame can start a clip of any class. The sampler draws the state at the *middle* of the clip (t = 7.5)
+independently of the class: position uniform on the frame, which is a torus (a shape leaving one edge
+re-enters at the other), angle uniform, size log-uniform. So the *set* of frames of a clip carries no
+class information: a reversed "left" clip is distributed exactly as a "right" clip (up/down,
+clockwise/anticlockwise and grow/shrink alike), and only the frame order tells the classes apart.
 
 Frames are 32x32 RGB, rendered with 4x4 supersampling (sub-pixel motion stays visible) plus a little
 per-frame pixel noise. Everything is a function of the seed.
@@ -15,7 +20,7 @@ per-frame pixel noise. Everything is a function of the seed.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -52,7 +57,10 @@ class Motion:
 
 
 def sample_appearance(rng: np.random.Generator) -> Appearance:
-    """Draw an appearance (the shape kept clearly apart from the background colour)."""
+    """Draw an appearance (the shape kept clearly apart from the background colour).
+
+    Used by :func:`make_clips` as the state at the middle of the clip (see the module docstring).
+    """
     shape = SHAPES[int(rng.integers(len(SHAPES)))]
     while True:
         colour = rng.uniform(0, 1, 3)
@@ -64,8 +72,8 @@ def sample_appearance(rng: np.random.Generator) -> Appearance:
         colour=tuple(float(v) for v in colour),
         background=(tuple(float(v) for v in bg[0]), tuple(float(v) for v in bg[1])),
         gradient_angle=float(rng.uniform(0, 2 * math.pi)),
-        centre=(float(rng.uniform(12, 20)), float(rng.uniform(12, 20))),
-        radius=float(rng.uniform(5, 8)),
+        centre=(float(rng.uniform(0, FRAME_SIZE)), float(rng.uniform(0, FRAME_SIZE))),
+        radius=float(math.exp(rng.uniform(math.log(4.0), math.log(8.0)))),
         angle=float(rng.uniform(0, 360)),
         noise_seed=int(rng.integers(2**31)),
     )
@@ -110,7 +118,7 @@ def _state(appearance: Appearance, motion: Motion, t: int) -> tuple[float, float
     elif label == 6:
         radius *= (1 + motion.speed) ** t
     else:
-        radius *= (1 - motion.speed) ** t
+        radius /= (1 + motion.speed) ** t  # the exact time reverse of growing
     return x, y, radius, angle
 
 
@@ -138,7 +146,8 @@ def render_frame(appearance: Appearance, motion: Motion, t: int, size: int = FRA
     coords = (np.arange(n) + 0.5) / _SUPERSAMPLE  # sub-pixel centres in pixel units
     py, px = np.meshgrid(coords, coords, indexing="ij")
     theta = math.radians(angle)
-    dx, dy = px - x, -(py - y)  # maths orientation: y up
+    dx = (px - x + size / 2) % size - size / 2  # the frame is a torus: shortest offset to the centre
+    dy = -((py - y + size / 2) % size - size / 2)  # maths orientation: y up
     u = (dx * math.cos(theta) + dy * math.sin(theta)) / max(radius, 1e-3)
     v = (-dx * math.sin(theta) + dy * math.cos(theta)) / max(radius, 1e-3)
     cover = _inside(appearance.shape, u, v).reshape(size, _SUPERSAMPLE, size, _SUPERSAMPLE).mean((1, 3))
@@ -150,6 +159,19 @@ def render_frame(appearance: Appearance, motion: Motion, t: int, size: int = FRA
 def render_clip(appearance: Appearance, motion: Motion, frames: int = CLIP_FRAMES, size: int = FRAME_SIZE) -> np.ndarray:
     """A clip: (frames, size, size, 3) uint8 RGB."""
     return np.stack([(render_frame(appearance, motion, t, size) * 255 + 0.5).astype(np.uint8) for t in range(frames)])
+
+
+def start_from_middle(middle: Appearance, motion: Motion, frames: int = CLIP_FRAMES) -> Appearance:
+    """The first-frame state of a clip whose state at its middle, t = (frames - 1) / 2, is ``middle``."""
+    x, y, radius, angle = _state(middle, motion, 0)
+    x1, y1, radius1, angle1 = _state(middle, motion, 1)  # one frame on
+    half = (frames - 1) / 2
+    # the state is affine in t for translations and rotations, geometric for sizes: go back half a clip
+    x0 = (x - (x1 - x) * half) % FRAME_SIZE
+    y0 = (y - (y1 - y) * half) % FRAME_SIZE
+    angle0 = angle - (angle1 - angle) * half
+    radius0 = radius * (radius / radius1) ** half
+    return replace(middle, centre=(x0, y0), radius=radius0, angle=angle0)
 
 
 def make_clips(count: int, seed: int, frames: int = CLIP_FRAMES) -> tuple[np.ndarray, np.ndarray]:
@@ -164,8 +186,9 @@ def make_clips(count: int, seed: int, frames: int = CLIP_FRAMES) -> tuple[np.nda
     labels = rng.permutation(np.arange(count) % len(SHAPE_CLASSES))
     clips = np.empty((count, frames, FRAME_SIZE, FRAME_SIZE, 3), np.uint8)
     for i, label in enumerate(labels):
-        appearance = sample_appearance(rng)
-        clips[i] = render_clip(appearance, sample_motion(int(label), rng), frames)
+        middle = sample_appearance(rng)
+        motion = sample_motion(int(label), rng)
+        clips[i] = render_clip(start_from_middle(middle, motion, frames), motion, frames)
     return clips, labels.astype(np.int64)
 
 

@@ -11,6 +11,7 @@ from dgn.data_video import (
     render_clip,
     sample_appearance,
     sample_motion,
+    start_from_middle,
 )
 from dgn.errors import DGNError
 
@@ -59,3 +60,15 @@ def test_time_major_tensor_and_bad_labels():
     assert np.allclose(x[4, 2].permute(1, 2, 0).numpy() * 255, clips[2, 4])
     with pytest.raises(DGNError, match="valid: 0..7"):
         sample_motion(8, np.random.default_rng(0))
+
+
+def test_a_reversed_clip_is_its_partner_class():
+    middle = sample_appearance(np.random.default_rng(4))
+    for forward, backward in [("left", "right"), ("up", "down"), ("clockwise", "anticlockwise"), ("grow", "shrink")]:
+        a = Motion(SHAPE_CLASSES.index(forward), {"grow": 0.06, "clockwise": 8.0}.get(forward, 1.2))
+        b = Motion(SHAPE_CLASSES.index(backward), a.speed)
+        clip_a = render_clip(start_from_middle(middle, a), a)
+        clip_b = render_clip(start_from_middle(middle, b), b)
+        # the same shapes in reverse order (the pixel noise is drawn per frame index: allow for it)
+        assert (np.abs(clip_a[::-1].astype(int) - clip_b.astype(int)) > 60).mean() < 1e-3, forward
+        assert (np.abs(clip_a.astype(int) - clip_b.astype(int)) > 60).mean() > 0.01, forward
