@@ -3,8 +3,8 @@
 A clip shows one shape (a bar, a triangle or a half-disc) in a random colour over a static random
 background (a smooth colour gradient); the class decides only how the shape moves over the 16 frames:
 
-    0 left, 1 right, 2 up, 3 down (1.0-1.4 px per frame), 4 clockwise, 5 anticlockwise (7-10 degrees per
-    frame), 6 grow, 7 shrink (x 1.05-1.07 or its inverse per frame).
+    0 left, 1 right, 2 up, 3 down (2.0-2.5 px per frame), 4 clockwise, 5 anticlockwise (12-16 degrees per
+    frame), 6 grow, 7 shrink (x 1.08-1.11 or its inverse per frame).
 
 The renderer takes the shape's state at the first frame (:class:`Appearance`) and the class, so one first
 frame can start a clip of any class. The sampler draws the state at the *middle* of the clip (t = 7.5)
@@ -83,11 +83,11 @@ def sample_motion(label: int, rng: np.random.Generator) -> Motion:
     """Draw the speed of a motion class."""
     check_label(label)
     if label < 4:
-        speed = rng.uniform(1.0, 1.4)
+        speed = rng.uniform(2.0, 2.5)
     elif label < 6:
-        speed = rng.uniform(7.0, 10.0)
+        speed = rng.uniform(12.0, 16.0)
     else:
-        speed = rng.uniform(0.05, 0.07)
+        speed = rng.uniform(0.08, 0.11)
     return Motion(label, float(speed))
 
 
