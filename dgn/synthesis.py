@@ -53,8 +53,9 @@ class ActMaxSettings:
         stop_early: stop the classifier's forward pass after the deepest target layer.
         pair_gamma: weight of the balance penalty |a - b| on two-neuron rows ("A+B" targets).
         code_penalty: weight of ||code||_2 in every row's objective (eq. 2's lambda; 0 = off).
-        jitter: robustness transform (off by default, as the original): before each gradient step the
+        jitter: robustness transform (off by default, as the original): for each gradient step the
             classifier's input is shifted by a random whole number of pixels in [-jitter, jitter] per axis.
+            Recorded activations (start, end, best) are always those of the untransformed image.
         scale_jitter: likewise, rescaled by a random factor in [1 - s, 1 + s] about the centre.
         flip: likewise, mirrored left-right with probability 1/2.
         score: what each row maximises: "unit" (its unit, the original), "contrast" (its unit minus the
@@ -476,12 +477,16 @@ class DGNAM(TargetPlanner):
             live = code.detach().requires_grad_(True)
             with autocast_for(self.device, s.precision):
                 image = self.image_for_classifier(live)
-                if transform is not None:  # values are then those of the transformed image
+                if transform is not None:
+                    seen = image.detach()
                     image = transform(image)
                 acts = forward_to(self.classifier.module, image, objective.layers, s.stop_early)
                 values = objective(acts, live)
                 score = values - score_reference(acts, rows, s.score) if s.score != "unit" else values
             (grad,) = torch.autograd.grad(score.sum(), live)
+            if transform is not None:  # record the untransformed image's activation, as every other step
+                with torch.no_grad(), autocast_for(self.device, s.precision):
+                    values = objective(forward_to(self.classifier.module, seen, objective.layers, s.stop_early), code)
             track.record(step, values.detach().float(), code)
 
             grad = grad.float()

@@ -17,7 +17,9 @@ lr_end, decay, post_relu, jitter, scale_jitter, flip, score, ...) and
   over the 8,000 training images), ``Nx`` scales of the shipped file (e.g. ``0.5x3``), or a number;
 - ``restarts`` (default 4) and ``keep`` (default 4): run ``restarts`` per class and keep the ``keep``
   with the highest final activation of *our* classifier (never the judge's verdict);
-- ``image``: ``last`` (the last iterate, default, as act_max) or ``best`` (the highest-activation one).
+- ``image``: ``last`` (the last iterate, default, as act_max) or ``best`` (the highest-activation one);
+- ``seed``: base seed of the restarts (default 0, as ``dgn demo``); other seeds check that a setting
+  chosen on seed 0 holds on images it was not chosen on.
 
 An empty setting is the paper's defaults (200 steps, lr 8 -> 1e-10, decay 0.99, 3-sigma bounds).
 
@@ -48,7 +50,7 @@ from train_cifar_world import split_indices
 from dgn import bounds as dgn_bounds
 from dgn import spaces, weights
 from dgn.data import ImageFolderDataset, load_images
-from dgn.demo import BOUNDS, CLASSIFIER, GENERATOR, find_judge, judge_images
+from dgn.demo import CLASSIFIER, GENERATOR, PAPER_BOUNDS, find_judge, judge_images
 from dgn.errors import DGNError
 from dgn.files import atomic_write_json
 from dgn.layers import forward_to
@@ -60,7 +62,7 @@ from dgn.synthesis import DGNAM, ActMaxSettings, RowsResult, run_in_chunks
 REAL = Path("/tmp/cifar_real/cifar10_test_jpg/test")
 JUDGE_DIR = REPO.parent / "shared" / "fixtures" / "torch" / "resnet_cifar10"
 TARGETS = [f"fc8:{i}" for i in range(len(CIFAR_CLASSES))]
-EXTRA_KEYS = ("bounds", "restarts", "keep", "image")
+EXTRA_KEYS = ("bounds", "restarts", "keep", "image", "seed")
 SWEEP = [
     "",  # the paper's defaults
     "steps=400",
@@ -88,12 +90,12 @@ SWEEP = [
 def parse_setting(spec: str) -> tuple[ActMaxSettings, dict]:
     """``"steps=400,bounds=2x"`` -> (ActMaxSettings, the extra keys with their defaults)."""
     names = {f.name: f.type for f in fields(ActMaxSettings)}
-    extra: dict = {"bounds": "3x", "restarts": 4, "keep": 4, "image": "last"}
+    extra: dict = {"bounds": "3x", "restarts": 4, "keep": 4, "image": "last", "seed": 0}
     changes: dict = {}
     for item in filter(None, (p.strip() for p in spec.split(","))):
         key, _, value = item.partition("=")
         if key in EXTRA_KEYS:
-            extra[key] = int(value) if key in ("restarts", "keep") else value
+            extra[key] = int(value) if key in ("restarts", "keep", "seed") else value
         elif key in names:
             kind = str(names[key])
             if "bool" in kind:
@@ -118,7 +120,7 @@ class World:
         self.device = device
         self.generator = load_generator(GENERATOR)
         self.classifier = load_classifier(CLASSIFIER)
-        self.bounds3 = weights.load_bounds(BOUNDS)
+        self.bounds3 = weights.load_bounds(PAPER_BOUNDS)
         if world is not None:
             self.generator.module.load_state_dict(load_file(str(world / "cifar-deepsim-fc6.safetensors")))
             self.classifier.module.load_state_dict(load_file(str(world / "cifar-caffenet.safetensors")))
@@ -168,7 +170,7 @@ def evaluate(world: World, spec: str) -> dict:
     dgnam = DGNAM(world.generator, world.classifier, settings, world.device)
     upper = world.upper_bound(extra["bounds"])
     t0 = time.monotonic()
-    rows = dgnam.plan(TARGETS, extra["restarts"], 0)
+    rows = dgnam.plan(TARGETS, extra["restarts"], extra["seed"])
     parts = run_in_chunks(rows, 64, lambda chunk: dgnam.optimise(chunk, upper))
     seconds = time.monotonic() - t0
     result = RowsResult.concat(parts)

@@ -33,3 +33,21 @@ def test_demo_judge_uses_the_fixture_resnet(tmp_path, fixtures_dir):
                        weights_dir=str(fixtures_dir / "torch/resnet_cifar10"))
     assert summary["judge"] and summary["judge_accuracy"] is not None
     assert all("judge" in r for r in summary["rows"])
+
+
+def test_demo_records_its_changes_from_the_paper_and_can_run_the_paper_settings(tmp_path):
+    from dgn.demo import BOUNDS, PAPER_BOUNDS, run_demo
+
+    def config(name, **kw):
+        run_demo(tmp_path / name, quick=True, device="cpu", **kw)
+        return json.loads((tmp_path / name / "manifest.json").read_text())["config"]
+
+    demo = config("demo")
+    assert demo["bounds"] == BOUNDS != PAPER_BOUNDS
+    assert demo["settings"]["jitter"] > 0 and demo["settings"]["flip"]
+    assert demo["changed_from_paper"] and "changed_from_paper" in (tmp_path / "demo/index.html").read_text()
+    paper = config("paper", paper=True)
+    assert paper["bounds"] == PAPER_BOUNDS and paper["changed_from_paper"] == {}
+    assert paper["settings"]["jitter"] == 0 and not paper["settings"]["flip"] and paper["settings"]["scale_jitter"] == 0
+    # the demo's 1-sigma box is tighter than the 3-sigma one everywhere
+    assert (load_bounds(BOUNDS) <= load_bounds(PAPER_BOUNDS)).all()

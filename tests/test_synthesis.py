@@ -206,3 +206,12 @@ def test_bad_robust_options_are_clear():
         ActMaxSettings(score="softmax")
     with pytest.raises(DGNError, match="jitter"):
         ActMaxSettings(jitter=-1)
+
+
+def test_recorded_activations_are_of_the_untransformed_images(one_thread):
+    dgnam = make(steps=15, **ROBUST)
+    result = dgnam.synthesize(TARGETS, restarts=2)
+    start = initial_codes([r.seed for r in result.rows], (CODE,))
+    for codes, recorded in ((start, result.act_start), (result.codes_last, result.act_end),
+                            (result.codes_best, result.act_best)):
+        torch.testing.assert_close(dgnam.activations(codes, result.rows), recorded, rtol=1e-4, atol=1e-4)

@@ -6,10 +6,11 @@ Data: the 10,000 real CIFAR-10 test JPEGs of the shared fixtures
 
 Steps: (1) train the CaffeNet-shaped classifier (AdamW, cosine schedule, crops + flips) and report
 its held-out accuracy; (2) compute the 3-sigma fc6 bounds (round(mean + 3 std) of post-ReLU fc6
-over the training images); (3) train the DeePSim generator on post-ReLU fc6 with the full loss
-(image + pool5 feature + adversarial), comparator pool5 of the same classifier; (4) report held-out
-reconstruction errors. Outputs: ``<out>/cifar-caffenet.safetensors``,
-``<out>/cifar-deepsim-fc6.safetensors``, ``<out>/cifar-fc6-bounds-3x.txt`` and, in ``--work``,
+over the training images) and the 1-sigma ones ``dgn demo`` uses; (3) train the DeePSim generator
+on post-ReLU fc6 with the full loss (image + pool5 feature + adversarial), comparator pool5 of the
+same classifier; (4) report held-out reconstruction errors. Outputs:
+``<out>/cifar-caffenet.safetensors``, ``<out>/cifar-deepsim-fc6.safetensors``,
+``<out>/cifar-fc6-bounds-3x.txt``, ``<out>/cifar-fc6-bounds-1x.txt`` and, in ``--work``,
 ``split.json``, ``report.json``, previews and the resumable generator checkpoint.
 
 Determinism: with fixed ``--classifier-epochs`` and ``--generator-steps`` the run is a function of
@@ -198,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     mean, std, count = bounds.activation_stats(encoder, "fc6", batches, device=device)
     upper = bounds.bounds_from_stats(mean, std, 3.0)
     bounds.write_bounds(args.out / "cifar-fc6-bounds-3x.txt", upper)
+    # the tighter 1-sigma box `dgn demo` uses (eval/recognition.py: more recognisable images)
+    bounds.write_bounds(args.out / "cifar-fc6-bounds-1x.txt", bounds.bounds_from_stats(mean, std, 1.0))
     report["bounds"] = {
         "images": count,
         "mean_of_bounds": float(upper.mean()),
@@ -262,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     report["total_seconds"] = time.monotonic() - t_start
     report["files_bytes"] = {
         name: (args.out / name).stat().st_size
-        for name in ("cifar-caffenet.safetensors", "cifar-deepsim-fc6.safetensors", "cifar-fc6-bounds-3x.txt")
+        for name in ("cifar-caffenet.safetensors", "cifar-deepsim-fc6.safetensors", "cifar-fc6-bounds-3x.txt",
+                     "cifar-fc6-bounds-1x.txt")
     }
     atomic_write_json(args.work / "report.json", report)
     tqdm.write(json.dumps(report["reconstruction_held_out"], indent=2))
