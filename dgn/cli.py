@@ -73,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="offline tour: DGN-AM on the shipped CIFAR-10 world, with an HTML gallery")
     p.add_argument("--out", default="demo-out", help="output directory (default: demo-out)")
-    p.add_argument("--quick", action="store_true", help="a fast smoke version (1 restart, 20 steps)")
+    p.add_argument("--quick", action="store_true", help="a fast smoke version (1 restart, 30 steps)")
+    p.add_argument("--paper", action="store_true",
+                   help="the original act_max settings and 3-sigma bounds instead of the demo's measured changes")
     p.add_argument("--restarts", type=int, default=4)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--device", default="auto")
@@ -410,7 +412,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     start = time.time()
     with tqdm(total=len(targets) * restarts * steps, unit="step", desc="demo", disable=None) as bar:
         summary = demo.run_demo(args.out, args.quick, args.restarts, args.steps, args.device, args.weights_dir,
-                                progress=bar.update)
+                                progress=bar.update, paper=args.paper)
     rows = summary["rows"]
     print(f"{'target':<10} {'class':<11} {'restarts':>8} {'act start':>10} {'act end':>9}  judge (ResNet-20)")
     for target in dict.fromkeys(r["target"] for r in rows):

@@ -108,6 +108,12 @@ def _cifar_generator() -> nn.Module:
     return cifar_generator()
 
 
+def _video_lrcn_shapes() -> nn.Module:
+    from dgn.nets.lrcn import lrcn_shapes
+
+    return lrcn_shapes()
+
+
 def _resnet20() -> nn.Module:
     from dgn.nets.resnet_cifar import resnet20_cifar10
 
@@ -134,6 +140,8 @@ ARCHITECTURES: dict[str, Architecture] = {
     "cifar-deepsim-fc6": Architecture(
         "generator", _cifar_generator, spaces.CAFFE_BGR_IMAGENET.with_size((32, 32)), (512,), 2.0
     ),
+    # The offline video world (dgn.data_video): a small LRCN; takes (T, N, 3, 32, 32) clips, or images as 1-frame clips.
+    "video-lrcn-shapes": Architecture("classifier", _video_lrcn_shapes, spaces.CAFFE_BGR_IMAGENET.with_size((32, 32))),
 }
 
 

@@ -19,7 +19,7 @@ def test_demo_quick_runs_offline_and_writes_a_gallery(tmp_path, capsys):
     manifest = json.loads((out / "manifest.json").read_text())
     rows = manifest["rows"]
     assert [r["target"] for r in rows] == [f"fc8:{i}" for i in range(10)]
-    # Even 20 act_max steps through the shipped prior raise every output unit.
+    # Even 30 act_max steps through the shipped prior raise every output unit.
     assert all(r["act_end"] > r["act_start"] for r in rows)
     html = (out / "index.html").read_text()
     assert "montage.png" in html and html.count("<figure>") == 10
@@ -38,15 +38,16 @@ def test_demo_judge_uses_the_fixture_resnet(tmp_path, fixtures_dir):
 def test_demo_records_its_changes_from_the_paper_and_can_run_the_paper_settings(tmp_path):
     from dgn.demo import BOUNDS, PAPER_BOUNDS, run_demo
 
-    def config(name, **kw):
-        run_demo(tmp_path / name, quick=True, device="cpu", **kw)
+    def config(name):
         return json.loads((tmp_path / name / "manifest.json").read_text())["config"]
 
+    run_demo(tmp_path / "demo", quick=True, device="cpu")
     demo = config("demo")
     assert demo["bounds"] == BOUNDS != PAPER_BOUNDS
     assert demo["settings"]["jitter"] > 0 and demo["settings"]["flip"]
     assert demo["changed_from_paper"] and "changed_from_paper" in (tmp_path / "demo/index.html").read_text()
-    paper = config("paper", paper=True)
+    assert main(["demo", "--quick", "--paper", "--device", "cpu", "--out", str(tmp_path / "paper")]) == 0
+    paper = config("paper")
     assert paper["bounds"] == PAPER_BOUNDS and paper["changed_from_paper"] == {}
     assert paper["settings"]["jitter"] == 0 and not paper["settings"]["flip"] and paper["settings"]["scale_jitter"] == 0
     # the demo's 1-sigma box is tighter than the 3-sigma one everywhere

@@ -140,3 +140,33 @@ def test_the_real_ucf101_clip_loads(fixtures_dir, one_thread):
     _, model = tiny_video_world()
     probe = video.probe_video(model, folder / "v_CricketShot_g04_c01_rgb.gif")
     assert probe["frames"] == 79 and probe["frame_size"] == [224, 224]
+
+
+# ----- the command line (the shipped offline world) -------------------------------------------------------
+def test_cli_synthesises_and_probes_on_the_offline_world(tmp_path, capsys, one_thread):
+    from dgn.cli import main
+
+    assert main(["video", "--class", "right", "--frames", "8", "--steps", "4", "--device", "cpu",
+                 "--out", str(tmp_path)]) == 0
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["class"] == 1 and manifest["config"]["settings"]["frames"] == 8
+    assert manifest["bounds"] == "cifar-fc6-bounds-3x" and manifest["objective_end"] > manifest["objective_start"]
+    assert main(["video", "--probe-order", str(tmp_path / "video.gif"), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "reversed" in out and "shuffled" in out and "8 frames" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--class", "sideways", "--out", "x"], "unknown class 'sideways'"),
+    (["--class", "9", "--out", "x"], "out of range; valid: 0..7"),
+    (["--class", "left"], "needs --out"),
+    (["--probe-order", "missing.gif"], "does not exist"),
+    (["--class", "left", "--model", "c3d", "--out", "x"], "valid: video-lrcn-shapes, lrcn-ucf101"),
+    (["--class", "left", "--model", "lrcn-ucf101", "--out", "x"], "needs its weights"),
+])
+def test_cli_bad_input_is_one_line(argv, message, capsys):
+    from dgn.cli import main
+
+    assert main(["video", *argv, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
