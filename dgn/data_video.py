@@ -174,22 +174,47 @@ def start_from_middle(middle: Appearance, motion: Motion, frames: int = CLIP_FRA
     return replace(middle, centre=(x0, y0), radius=radius0, angle=angle0)
 
 
+def _draw_clips(count: int, seed: int, frames: int) -> tuple[np.ndarray, list[tuple[Appearance, Motion]]]:
+    """The labels and the (first-frame appearance, motion) of ``count`` clips, all from ``seed``."""
+    if count < 1:
+        raise DGNError(f"clip count must be >= 1, got {count}")
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(count) % len(SHAPE_CLASSES))
+    draws = []
+    for label in labels:
+        middle = sample_appearance(rng)
+        motion = sample_motion(int(label), rng)
+        draws.append((start_from_middle(middle, motion, frames), motion))
+    return labels.astype(np.int64), draws
+
+
 def make_clips(count: int, seed: int, frames: int = CLIP_FRAMES) -> tuple[np.ndarray, np.ndarray]:
     """``count`` clips with balanced labels (label = index mod 8, then shuffled), all from ``seed``.
 
     Returns:
         (clips (count, frames, 32, 32, 3) uint8 RGB, labels (count,) int64).
     """
-    if count < 1:
-        raise DGNError(f"clip count must be >= 1, got {count}")
-    rng = np.random.default_rng(seed)
-    labels = rng.permutation(np.arange(count) % len(SHAPE_CLASSES))
+    labels, draws = _draw_clips(count, seed, frames)
     clips = np.empty((count, frames, FRAME_SIZE, FRAME_SIZE, 3), np.uint8)
-    for i, label in enumerate(labels):
-        middle = sample_appearance(rng)
-        motion = sample_motion(int(label), rng)
-        clips[i] = render_clip(start_from_middle(middle, motion, frames), motion, frames)
-    return clips, labels.astype(np.int64)
+    for i, (appearance, motion) in enumerate(draws):
+        clips[i] = render_clip(appearance, motion, frames)
+    return clips, labels
+
+
+def frame_states(count: int, seed: int, frames: int = CLIP_FRAMES) -> np.ndarray:
+    """The shape's state in every frame of the clips ``make_clips(count, seed, frames)`` draws.
+
+    Returns:
+        (count, frames, 5) float64: x, y (pixels, wrapped onto the frame), radius (pixels), angle (degrees)
+        and the shape's index in :data:`SHAPES`. Per-frame targets for pretraining a trunk.
+    """
+    _, draws = _draw_clips(count, seed, frames)
+    out = np.empty((count, frames, 5))
+    for i, (appearance, motion) in enumerate(draws):
+        for t in range(frames):
+            x, y, radius, angle = _state(appearance, motion, t)
+            out[i, t] = (x % FRAME_SIZE, y % FRAME_SIZE, radius, angle, SHAPES.index(appearance.shape))
+    return out
 
 
 def clips_to_tensor(clips: np.ndarray) -> torch.Tensor:
