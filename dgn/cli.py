@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="partner unit of --target; repeatable (one pair per partner)")
     p.add_argument("--gamma", type=float, default=1.0, help="balance penalty weight on |a - b| (default 1)")
     p.add_argument("--code-penalty", type=float, default=0.0, help="weight of ||code|| (eq. 2's lambda; default 0)")
+    p.add_argument("--balance-width", type=float, default=0.0, metavar="DELTA",
+                   help="smooth the balance penalty: sqrt((a-b)^2 + DELTA^2) - DELTA instead of |a-b| (default 0: eq. 2)")
 
     p = sub.add_parser("baseline", help="image-space activation maximisation (no generator), same outputs")
     from dgn import baseline_cli
@@ -187,7 +189,7 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
 
 
 def _run_synthesis(args: argparse.Namespace, targets: list[str], gamma: float = 1.0,
-                   code_penalty: float = 0.0) -> dict | None:
+                   code_penalty: float = 0.0, pair_smoothing: float = 0.0) -> dict | None:
     """Run DGN-AM on ``targets`` with the synthesize options in ``args``.
 
     Under torchrun the rows are sharded across ranks; rank 0 returns the merged manifest, the others None.
@@ -204,7 +206,7 @@ def _run_synthesis(args: argparse.Namespace, targets: list[str], gamma: float = 
     settings = ActMaxSettings(
         steps=args.steps, lr_start=args.lr_start, lr_end=args.lr_end, decay=args.decay, precision=args.precision,
         fit_mode=args.fit, post_relu=args.post_relu, crop_receptive_field=not args.no_rf_crop,
-        pair_gamma=gamma, code_penalty=code_penalty,
+        pair_gamma=gamma, code_penalty=code_penalty, pair_smoothing=pair_smoothing,
     )
     generator = load_generator(args.generator, args.random_weights, args.seed, args.weights_dir)
     classifier = _classifier(args, args.seed)
@@ -245,7 +247,7 @@ def _cmd_pair(args: argparse.Namespace) -> int:
         raise DGNError("give at least one partner unit with --with, e.g. --with fc8:3")
     singles = [anchor, *args.partners]
     pairs = [f"{anchor}+{b}" for b in args.partners]
-    manifest = _run_synthesis(args, singles + pairs, args.gamma, args.code_penalty)
+    manifest = _run_synthesis(args, singles + pairs, args.gamma, args.code_penalty, args.balance_width)
     if manifest is None:  # a rank other than 0 of a torchrun run: rank 0 draws the grid
         return 0
     rows = manifest["rows"]

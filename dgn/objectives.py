@@ -54,13 +54,23 @@ def gather_units(acts: dict[str, torch.Tensor], targets: Sequence[Target], post_
     return UnitIndex(targets).gather(acts, post_relu)
 
 
+def balance_penalty(difference: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """|a - b| (``smoothing`` 0), or its smooth form sqrt(d^2 + delta^2) - delta with delta = ``smoothing``."""
+    if smoothing <= 0:
+        return difference.abs()
+    return torch.sqrt(difference * difference + smoothing * smoothing) - smoothing
+
+
 @dataclass
 class UnitObjective:
     """Maximise one unit per row (the DGN-AM objective), or a pair of units (DGN-AM supplement S8, eq. 2).
 
     A row with a partner unit b maximises ``a + b - gamma * |a - b|``; every row also pays
     ``code_penalty * ||code||_2`` when that is set (the eq. 2 term lambda * ||h||; 0 by default,
-    as act_max's decay already shrinks the code).
+    as act_max's decay already shrinks the code). With ``smoothing`` = delta > 0 the penalty is the
+    smooth ``sqrt((a - b)^2 + delta^2) - delta``: the same for |a - b| >> delta, but near balance its
+    gradient fades, so a balanced row pushes both units up instead of only the weaker one (with the plain
+    |a - b| at gamma = 1 the objective is 2 min(a, b), whose gradient flips between the units each step).
 
     Args:
         targets: one resolved target per row.
@@ -68,6 +78,7 @@ class UnitObjective:
         partners: per row, a second target or None.
         gamma: weight of the balance penalty on pair rows.
         code_penalty: weight of the code's L2 norm.
+        smoothing: width delta of the smooth balance penalty (0: eq. 2's |a - b| exactly).
     """
 
     targets: list[Target]
@@ -75,6 +86,7 @@ class UnitObjective:
     partners: list[Target | None] | None = None
     gamma: float = 1.0
     code_penalty: float = 0.0
+    smoothing: float = 0.0
     layers: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -97,11 +109,12 @@ class UnitObjective:
         value = a
         if b is not None:
             has = self._has_partner.to(a.device)  # tiny; built once in __post_init__
-            value = torch.where(has, a + b - self.gamma * (a - b).abs(), a)
+            value = torch.where(has, a + b - self.gamma * balance_penalty(a - b, self.smoothing), a)
         if self.code_penalty and codes is not None:
             value = value - self.code_penalty * codes.flatten(1).float().norm(dim=1)
         return value
 
     def rows(self, index: Sequence[int]) -> UnitObjective:
         partners = [self.partners[i] for i in index] if self.partners else None
-        return UnitObjective([self.targets[i] for i in index], self.post_relu, partners, self.gamma, self.code_penalty)
+        return UnitObjective([self.targets[i] for i in index], self.post_relu, partners, self.gamma, self.code_penalty,
+                             self.smoothing)

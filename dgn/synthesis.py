@@ -53,6 +53,8 @@ class ActMaxSettings:
         stop_early: stop the classifier's forward pass after the deepest target layer.
         pair_gamma: weight of the balance penalty |a - b| on two-neuron rows ("A+B" targets).
         code_penalty: weight of ||code||_2 in every row's objective (eq. 2's lambda; 0 = off).
+        pair_smoothing: width delta of a smooth balance penalty sqrt((a - b)^2 + delta^2) - delta
+            (0 = eq. 2's |a - b|, the default; see ``dgn.objectives.UnitObjective``).
         jitter: robustness transform (off by default, as the original): for each gradient step the
             classifier's input is shifted by a random whole number of pixels in [-jitter, jitter] per axis.
             Recorded activations (start, end, best) are always those of the untransformed image.
@@ -75,6 +77,7 @@ class ActMaxSettings:
     stop_early: bool = True
     pair_gamma: float = 1.0
     code_penalty: float = 0.0
+    pair_smoothing: float = 0.0
     jitter: int = 0
     scale_jitter: float = 0.0
     flip: bool = False
@@ -91,6 +94,8 @@ class ActMaxSettings:
             raise DGNError(f"unknown precision {self.precision!r}; valid: fp32, bf16")
         if not 0 < self.decay <= 1:
             raise DGNError(f"decay must be in (0, 1], got {self.decay}")
+        if not (self.pair_smoothing >= 0 and math.isfinite(self.pair_smoothing)):
+            raise DGNError(f"pair_smoothing must be a finite number >= 0, got {self.pair_smoothing}")
 
     def lr(self, step: int) -> float:
         return self.lr_start + (self.lr_end - self.lr_start) * step / self.steps
@@ -524,7 +529,8 @@ class DGNAM(TargetPlanner):
         """The default objective of these rows: their unit, or their pair of units, per the settings."""
         s = self.settings
         partners = [r.partner for r in rows]
-        return UnitObjective([r.target for r in rows], s.post_relu, partners, s.pair_gamma, s.code_penalty)
+        return UnitObjective([r.target for r in rows], s.post_relu, partners, s.pair_gamma, s.code_penalty,
+                             s.pair_smoothing)
 
     def synthesize(
         self,

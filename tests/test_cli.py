@@ -130,8 +130,10 @@ def test_bounds_from_a_folder_of_images(tmp_path, capsys):
 def test_pair_writes_a_grid_and_both_activations(tmp_path, capsys):
     out = tmp_path / "pairs"
     assert main(["pair", "--random-weights", "--target", "fc8:1", "--with", "fc8:2", "--with", "fc8:3",
-                 "--steps", "3", "--device", "cpu", "--out", str(out)]) == 0
-    rows = json.loads((out / "manifest.json").read_text())["rows"]
+                 "--steps", "3", "--balance-width", "2", "--device", "cpu", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["settings"]["pair_smoothing"] == 2.0
+    rows = manifest["rows"]
     pairs = [r for r in rows if "partner" in r]
     assert [r["target"] for r in pairs] == ["fc8:1+fc8:2", "fc8:1+fc8:3"]
     assert all({"act_a", "act_b", "single_a", "single_b"} <= set(r) for r in pairs)

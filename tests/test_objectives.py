@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from dgn.errors import DGNError
-from dgn.objectives import UnitObjective
+from dgn.objectives import UnitObjective, balance_penalty
 from dgn.synthesis import DGNAM, ActMaxSettings
 from dgn.targets import Target, split_pair
 from tests.tiny import tiny_pair
@@ -18,6 +18,24 @@ def test_pair_objective_by_hand():
     first, second = objective.pair_values(acts)
     assert torch.equal(first, torch.tensor([3.0, 5.0])) and torch.equal(second, torch.tensor([1.0, 5.0]))
     assert objective.rows([1]).partners == [None] and UnitObjective([a], partners=[c]).layers == ("fc",)
+
+
+def test_smooth_balance_penalty_by_hand():
+    d = torch.tensor([0.0, 3.0, -4.0, 1000.0])
+    assert torch.equal(balance_penalty(d), d.abs())
+    # sqrt(d^2 + 4^2) - 4: 0, 1, sqrt(32) - 4, and |d| - 4 + O(1/|d|) far from balance
+    expected = torch.tensor([0.0, 1.0, 32**0.5 - 4, 1000.0 - 4 + 8 / 1000])
+    torch.testing.assert_close(balance_penalty(d, 4.0), expected, rtol=0, atol=1e-4)
+    # at balance both units get the full gradient of a + b; |a - b| would push only one of them
+    a, b = torch.tensor(2.0, requires_grad=True), torch.tensor(2.0, requires_grad=True)
+    (a + b - balance_penalty(a - b, 1.0)).backward()
+    assert float(a.grad) == float(b.grad) == 1.0
+    acts = {"fc": torch.tensor([[5.0, 2.0]])}
+    smooth = UnitObjective([Target("fc", 0)], partners=[Target("fc", 1)], gamma=1.0, smoothing=4.0)
+    assert torch.allclose(smooth(acts), torch.tensor([7.0 - 1.0]))  # 5 + 2 - (sqrt(9 + 16) - 4)
+    assert smooth.rows([0]).smoothing == 4.0
+    with pytest.raises(DGNError, match="pair_smoothing"):
+        ActMaxSettings(pair_smoothing=-1)
 
 
 def test_split_pair():
