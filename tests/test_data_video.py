@@ -72,3 +72,24 @@ def test_a_reversed_clip_is_its_partner_class():
         # the same shapes in reverse order (the pixel noise is drawn per frame index: allow for it)
         assert (np.abs(clip_a[::-1].astype(int) - clip_b.astype(int)) > 60).mean() < 1e-3, forward
         assert (np.abs(clip_a.astype(int) - clip_b.astype(int)) > 60).mean() > 0.01, forward
+
+
+def test_frame_states_follow_each_clip_motion():
+    from dgn.data_video import SHAPES, frame_states
+
+    _, labels = make_clips(16, seed=3)
+    states = frame_states(16, seed=3)
+    assert states.shape == (16, 16, 5) and set(states[..., 4].ravel()) <= set(range(len(SHAPES)))
+    for label, s in zip(labels, states):
+        name = SHAPE_CLASSES[label]
+        step = np.diff(s, axis=0)
+        dx = (step[:, 0] + 16) % 32 - 16  # positions wrap around the toroidal frame
+        dy = (step[:, 1] + 16) % 32 - 16
+        if name in ("left", "right"):
+            assert np.allclose(dx, dx[0]) and (dx[0] < 0) == (name == "left") and np.allclose(dy, 0)
+        elif name in ("up", "down"):
+            assert np.allclose(dy, dy[0]) and (dy[0] < 0) == (name == "up") and np.allclose(dx, 0)
+        elif name in ("clockwise", "anticlockwise"):
+            assert (step[:, 3] < 0).all() == (name == "clockwise") and np.allclose(step[:, :3], 0)
+        else:
+            assert ((step[:, 2] > 0).all() if name == "grow" else (step[:, 2] < 0).all())
