@@ -10,7 +10,12 @@ balance figures). Printed per setting:
 - the share dominated by one unit (the weaker below half the stronger);
 - the median over pairs of min(a / alone_a, b / alone_b), the weaker unit's share of its solo activation.
 
-    python eval/pair_balance.py [--settings 0:0,1:0,1:5] [--steps 200] [--restarts 1] [--bounds NAME]
+``--ceiling`` adds how far a strong optimiser gets on the same pairs, code space and bounds: Adam on the
+code (lr 0.1, ``--ceiling-steps``), from ``--restarts`` seeded starts, maximising a soft minimum of
+a / alone_a and b / alone_b directly, i.e. the weaker unit's share of its solo activation. It bounds what
+any balance penalty can reach with this prior and classifier.
+
+    python eval/pair_balance.py [--settings 0:0,1:0,1:5] [--steps 200] [--restarts 1] [--bounds NAME] [--ceiling]
 """
 
 from __future__ import annotations
@@ -22,9 +27,9 @@ import time
 
 import torch
 
-from dgn import weights
+from dgn import spaces, weights
 from dgn.models import load_classifier, load_generator
-from dgn.synthesis import DGNAM, ActMaxSettings
+from dgn.synthesis import DGNAM, ActMaxSettings, initial_codes
 
 
 def best_restarts(result) -> dict[str, int]:
@@ -36,6 +41,32 @@ def best_restarts(result) -> dict[str, int]:
     return best
 
 
+def ceiling(gen, clf, bounds: torch.Tensor, alone: torch.Tensor, restarts: int, steps: int) -> torch.Tensor:
+    """Per pair (itertools.combinations order), the best over restarts of min(a / alone_a, b / alone_b)."""
+    pairs = list(itertools.combinations(range(len(alone)), 2))
+    first = torch.tensor([a for a, _ in pairs for _ in range(restarts)])
+    second = torch.tensor([b for _, b in pairs for _ in range(restarts)])
+    rows = torch.arange(len(first))
+    code = initial_codes(rows.tolist(), gen.code_shape).clamp_min(0).minimum(bounds).requires_grad_(True)
+    optimiser = torch.optim.Adam([code], lr=0.1)
+
+    def shares(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = clf.module(spaces.convert(gen(c), gen.space, clf.space))
+        return logits[rows, first] / alone[first], logits[rows, second] / alone[second]
+
+    for _ in range(steps):
+        a, b = shares(code)
+        soft_min = -0.05 * torch.logsumexp(torch.stack([-a / 0.05, -b / 0.05]), 0)
+        optimiser.zero_grad()
+        (-soft_min.sum()).backward()
+        optimiser.step()
+        with torch.no_grad():
+            code.copy_(code.clamp_min(0).minimum(bounds))
+    with torch.no_grad():
+        a, b = shares(code)
+    return torch.minimum(a, b).view(len(pairs), restarts).max(1).values
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", default="0:0,0.5:0,1:0,1:5,1:10",
@@ -45,6 +76,8 @@ def main() -> None:
     parser.add_argument("--bounds", default="cifar-fc6-bounds-3x")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--ceiling", action="store_true", help="also run the strong-optimiser ceiling (see above)")
+    parser.add_argument("--ceiling-steps", type=int, default=600)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -74,6 +107,17 @@ def main() -> None:
         print(f"{gamma:>6.2f} {width:>6.1f} {statistics.median(imbalance):>17.3f} {sum(keeps) / len(keeps):>17.0%} "
               f"{sum(dominated) / len(dominated):>10.0%} {statistics.median(weaker):>15.2f} {time.time() - start:>7.1f}",
               flush=True)
+    if args.ceiling:
+        start = time.time()
+        result = DGNAM(gen, clf, ActMaxSettings(steps=args.steps), args.device).synthesize(
+            singles, args.restarts, 0, batch_size=128, upper_bound=bounds)
+        best = best_restarts(result)
+        alone = torch.tensor([float(result.act_end[best[label]]) for label in singles])
+        with torch.enable_grad():
+            weaker = ceiling(gen, clf, bounds, alone, args.restarts, args.ceiling_steps)
+        print(f"ceiling (Adam, {args.ceiling_steps} steps, best of {args.restarts}): both keep >= 1/2 in "
+              f"{float((weaker >= 0.5).float().mean()):.0%} of pairs, median weaker / alone {float(weaker.median()):.2f} "
+              f"({time.time() - start:.0f} s)")
 
 
 if __name__ == "__main__":
