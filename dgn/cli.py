@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paper", action="store_true",
                    help="the original act_max settings and 3-sigma bounds instead of the demo's measured changes")
     p.add_argument("--restarts", type=int, default=4)
-    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--steps", type=int, default=None, help="act_max steps (default 400; 200 with --paper)")
     p.add_argument("--device", default="auto")
     p.add_argument("--weights-dir", default=None, help="also look here for the judge's weights (ResNet-20)")
 
@@ -410,7 +410,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from dgn import demo
 
     demo.check_available(args.weights_dir)
-    targets, restarts, steps = demo.plan(args.quick, args.restarts, args.steps)
+    targets, restarts, steps = demo.plan(args.quick, args.restarts, args.steps, args.paper)
     start = time.time()
     with tqdm(total=len(targets) * restarts * steps, unit="step", desc="demo", disable=None) as bar:
         summary = demo.run_demo(args.out, args.quick, args.restarts, args.steps, args.device, args.weights_dir,

@@ -52,3 +52,12 @@ def test_demo_records_its_changes_from_the_paper_and_can_run_the_paper_settings(
     assert paper["settings"]["jitter"] == 0 and not paper["settings"]["flip"] and paper["settings"]["scale_jitter"] == 0
     # the demo's 1-sigma box is tighter than the 3-sigma one everywhere
     assert (load_bounds(BOUNDS) <= load_bounds(PAPER_BOUNDS)).all()
+
+
+def test_demo_plan_steps():
+    from dgn.demo import DEMO_STEPS, HIDDEN_TARGETS, plan
+
+    targets, restarts, steps = plan(False, 4, None)
+    assert len(targets) == 10 + len(HIDDEN_TARGETS) and restarts == 4 and steps == DEMO_STEPS == 400
+    assert plan(False, 4, None, paper=True)[2] == 200 and plan(False, 2, 50)[1:] == (2, 50)
+    assert plan(True, 4, None) == ([f"fc8:{i}" for i in range(10)], 1, 30)
