@@ -143,9 +143,10 @@ def _uint8(rgb: torch.Tensor) -> np.ndarray:
 
 def neighbour_montage(
     queries: torch.Tensor, base: torch.Tensor, result: NeighbourResult, tile: int = 96,
-    query_labels: Sequence[str] | None = None,
+    query_labels: Sequence[str] | None = None, base_labels: Sequence[str] | None = None,
 ) -> np.ndarray:
-    """One row per query: the query, then its neighbours, each captioned with its distance."""
+    """One row per query: the query, then its neighbours, each captioned with its name (``base_labels``,
+    e.g. its class; default its index) and its distance."""
     from dgn.render import montage
 
     images, labels = [], []
@@ -154,7 +155,7 @@ def neighbour_montage(
         labels.append(query_labels[q] if query_labels else "query")
         for j, d in zip(result.indices[q], result.distances[q]):
             images.append(_uint8(base[int(j)]))
-            labels.append(f"#{int(j)} d={d:.3g}")
+            labels.append(f"{base_labels[int(j)] if base_labels else f'#{int(j)}'} d={d:.3g}")
     return montage(images, labels, columns=1 + result.indices.shape[1], tile=tile)
 
 
@@ -207,8 +208,10 @@ def run_cli(args) -> int:
     result = search.query(queries, args.k)
     seconds = time.perf_counter() - t0
     out = Path(args.out)
-    save_png(out / "neighbours.png", neighbour_montage(queries, train.rgb, result,
-                                                      query_labels=[Path(p).name for p in query_paths]))
+    names = [train.classes[y] if y >= 0 else Path(p).stem for p, y in zip(train.paths, train.labels)]
+    save_png(out / "neighbours.png", neighbour_montage(
+        queries, train.rgb, result, query_labels=[f"{Path(p).parent.name}/{Path(p).name}" for p in query_paths],
+        base_labels=names))
     atomic_write_json(out / "neighbours.json", {
         "classifier": args.classifier, "layer": args.layer, "k": int(result.indices.shape[1]),
         "train_images": len(train.paths), "seconds": seconds,
