@@ -27,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--class-names", default=None, help="class names, one per line (UCF-101's classInd.txt works)")
     p.add_argument("--generator", default="cifar-deepsim-fc6", help="generator name (default: cifar-deepsim-fc6)")
     p.add_argument("--frames", type=int, default=160, help="frames of the video, one code each (default 160)")
-    p.add_argument("--mode", choices=["continuous", "protocol"], default="continuous",
-                   help="one LSTM sequence, or the evaluation's 16-frame windows at stride 8 (default continuous)")
+    p.add_argument("--mode", choices=["protocol", "continuous"], default="protocol",
+                   help="the evaluation's 16-frame windows at stride 8 (default), or one LSTM sequence")
     p.add_argument("--objective", choices=["logit", "softmax"], default="logit",
                    help="mean pre-softmax logit of the class over steps (default), or its mean softmax probability")
     p.add_argument("--smoothness", type=float, default=0.0,
@@ -150,7 +150,8 @@ def _synthesise(args: argparse.Namespace, model, class_names: list[str], device)
     probe = manifest["order_probe"]
     print(f"class {manifest['class_name']} ({class_index}): objective {result.objective_start:.3f} -> "
           f"{result.objective_end:.3f} ({settings.objective}, {settings.mode})")
-    print(f"p(class) = {probs['protocol']:.3f} (evaluation protocol), {probs[settings.mode]:.3f} ({settings.mode}); "
+    synthesis_layout = f", {probs[settings.mode]:.3f} ({settings.mode})" if settings.mode != "protocol" else ""
+    print(f"p(class) = {probs['protocol']:.3f} (evaluation protocol){synthesis_layout}; "
           f"top class {manifest['top_class']['name']}")
     print("order probe p(class): " + ", ".join(f"{k} {probe[k]['probs'][class_index]:.3f}"
                                                  for k in ("original", "shuffled", "reversed")))

@@ -35,7 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=160)
     parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--mode", choices=video.MODES, default="continuous")
+    parser.add_argument("--mode", choices=video.MODES, default="protocol")
     parser.add_argument("--smoothness", type=float, default=0.0)
     parser.add_argument("--clips", type=int, default=800, help="held-out clips for the accuracy and the probe")
     parser.add_argument("--show", type=int, default=16, help="frames per class in the montage")
