@@ -175,6 +175,12 @@ def lucent_throughput(args: argparse.Namespace, device: torch.device) -> dict | 
     except Exception as err:  # noqa: BLE001 - any import failure means "not available"
         print(f"\nlucent comparison skipped: torch-lucent does not import ({type(err).__name__}: {err})")
         return None
+    import kornia
+
+    if not hasattr(kornia, "get_rotation_matrix2d"):  # lucent's transforms call kornia's pre-0.6 top-level API
+        print(f"\nlucent comparison skipped: kornia {kornia.__version__} lacks the API lucent's transforms use; "
+              "pip install --no-deps 'kornia==0.4.1' (lucent's pin) or 'kornia<0.6'")
+        return None
     n, steps = args.lucent_targets, args.lucent_steps
     ours_clf = load_classifier(args.lucent_model, random_weights=True, seed=args.seed)
     layer, width = last_linear(ours_clf.module)
