@@ -143,34 +143,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ----- commands -----------------------------------------------------------------------------------
-def _resolve_bounds(value: str | None, generator_name: str, code_units: int, random_weights: bool,
-                    weights_dir: str | None):
-    """--bounds as a number, a file, or a registry name; by default the generator's registered bounds."""
-    from dgn import weights
-
-    if value is None:
-        default = None
-        if not random_weights and generator_name in weights.names():
-            default = weights.get_entry(generator_name).default_bounds
-        if default is None:
-            return None, "generator default (scalar)"
-        try:
-            return weights.load_bounds(default, weights_dir), default
-        except DGNError:
-            return None, f"generator default (scalar; {default} not available)"
-    try:
-        return float(value), value
-    except ValueError:
-        pass
-    path = Path(value)
-    if path.exists():
-        return weights.load_bounds_file(path, code_units), value
-    if value in weights.names("bounds"):
-        return weights.load_bounds(value, weights_dir), value
-    raise DGNError(f"--bounds {value!r} is neither a number, an existing file, nor a bounds entry "
-                   f"({', '.join(weights.names('bounds'))})")
-
-
 def _classifier(args: argparse.Namespace, seed: int):
     from dgn.models import load_caffe_classifier, load_classifier
 
@@ -197,6 +169,7 @@ def _run_synthesis(args: argparse.Namespace, targets: list[str], gamma: float = 
     import functools
     import math
 
+    from dgn import weights
     from dgn.distributed import init_world
     from dgn.models import load_generator
     from dgn.outputs import run_and_write
@@ -210,8 +183,8 @@ def _run_synthesis(args: argparse.Namespace, targets: list[str], gamma: float = 
     )
     generator = load_generator(args.generator, args.random_weights, args.seed, args.weights_dir)
     classifier = _classifier(args, args.seed)
-    bounds, bounds_label = _resolve_bounds(args.bounds, args.generator, math.prod(generator.code_shape),
-                                           args.random_weights, args.weights_dir)
+    bounds, bounds_label = weights.resolve_bounds(args.bounds, args.generator, math.prod(generator.code_shape),
+                                                  args.random_weights, args.weights_dir)
     dgnam = DGNAM(generator, classifier, settings, device)
     rows = dgnam.plan(targets, args.restarts, args.seed)
     config = dgnam.describe()

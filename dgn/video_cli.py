@@ -63,33 +63,6 @@ def resolve_class(text: str, class_names: list[str], num_classes: int) -> int:
     return index
 
 
-def _bounds(value: str | None, generator_name: str, code_units: int, random_weights: bool, weights_dir: str | None):
-    """--bounds as a number, a file or a registry name; by default the generator's registered bounds (or None)."""
-    from dgn import weights
-
-    if value is None:
-        if random_weights or generator_name not in weights.names():
-            return None, "generator default (scalar)"
-        default = weights.get_entry(generator_name).default_bounds
-        if default is None:
-            return None, "generator default (scalar)"
-        return weights.load_bounds(default, weights_dir), default
-    try:
-        bound = float(value)
-    except ValueError:
-        pass
-    else:
-        if not math.isfinite(bound) or bound <= 0:
-            raise DGNError(f"--bounds must be a positive number, a file or a bounds entry, got {value!r}")
-        return bound, value
-    if Path(value).is_file():
-        return weights.load_bounds_file(value, code_units), value
-    if value in weights.names("bounds"):
-        return weights.load_bounds(value, weights_dir), value
-    raise DGNError(f"--bounds {value!r} is neither a number, an existing file, nor a bounds entry "
-                   f"({', '.join(weights.names('bounds'))})")
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``dgn video`` (synthesis, or ``--probe-order``) and print a short summary."""
     from dgn import video
@@ -130,7 +103,7 @@ def _probe(args: argparse.Namespace, model, class_names: list[str], device) -> i
 def _synthesise(args: argparse.Namespace, model, class_names: list[str], device) -> int:
     from tqdm import tqdm
 
-    from dgn import video
+    from dgn import video, weights
     from dgn.models import load_generator
 
     lrcn = video.lrcn_of(model)
@@ -140,8 +113,8 @@ def _synthesise(args: argparse.Namespace, model, class_names: list[str], device)
         shared_start=args.shared_start, steps=args.steps, lr_start=args.lr_start, lr_end=args.lr_end, decay=args.decay,
     )
     generator = load_generator(args.generator, args.random_weights, args.seed, args.weights_dir)
-    bounds, bounds_label = _bounds(args.bounds, args.generator, math.prod(generator.code_shape), args.random_weights,
-                                   args.weights_dir)
+    bounds, bounds_label = weights.resolve_bounds(args.bounds, args.generator, math.prod(generator.code_shape),
+                                                  args.random_weights, args.weights_dir)
     synth = video.VideoSynthesizer(generator, model, settings, device)
     with tqdm(total=settings.steps, unit="step", desc=f"video {args.class_}", disable=None) as bar:
         result = synth.run(class_index, args.seed, bounds, progress=bar.update)

@@ -560,6 +560,42 @@ def load_bounds(name: str, weights_dir: str | os.PathLike | None = None) -> torc
     return load_bounds_file(download(name, weights_dir), entry.code_size)
 
 
+def resolve_bounds(
+    value: str | None, generator: str, code_units: int, random_weights: bool = False,
+    weights_dir: str | os.PathLike | None = None,
+) -> tuple[torch.Tensor | float | None, str]:
+    """A ``--bounds`` option as (upper bound, label for the manifest).
+
+    ``value`` is a positive number, a bounds file or a bounds entry; None means the generator's registered
+    per-unit bounds (None, i.e. its scalar default, with random weights, an unregistered generator, or
+    registered bounds that cannot be loaded here).
+    """
+    if value is None:
+        default = None
+        if not random_weights and generator in names():
+            default = get_entry(generator).default_bounds
+        if default is None:
+            return None, "generator default (scalar)"
+        try:
+            return load_bounds(default, weights_dir), default
+        except DGNError:
+            return None, f"generator default (scalar; {default} not available)"
+    try:
+        bound = float(value)
+    except ValueError:
+        pass
+    else:
+        if not (bound > 0 and bound != float("inf")):
+            raise DGNError(f"--bounds must be a positive number, a file or a bounds entry, got {value!r}")
+        return bound, value
+    if Path(value).is_file():
+        return load_bounds_file(value, code_units), value
+    if value in names("bounds"):
+        return load_bounds(value, weights_dir), value
+    raise DGNError(f"--bounds {value!r} is neither a number, an existing file, nor a bounds entry "
+                   f"({', '.join(names('bounds'))})")
+
+
 def describe(weights_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """One row per registry entry for ``dgn weights list``: name, kind, licence, card, cached path, sha256."""
     rows = []

@@ -421,3 +421,19 @@ def test_load_bounds_file(fixtures_dir, tmp_path):
             weights.load_bounds_file(tmp_path / name)
     with pytest.raises(DGNError, match="cannot read bounds file"):
         weights.load_bounds_file(tmp_path / "missing.txt")
+
+
+def test_resolve_bounds_one_rule_for_every_command(tmp_path):
+    from dgn.weights import load_bounds, resolve_bounds
+
+    shipped, label = resolve_bounds(None, "cifar-deepsim-fc6", 512)
+    assert label == "cifar-fc6-bounds-3x" and torch.equal(shipped, load_bounds(label))
+    assert resolve_bounds(None, "cifar-deepsim-fc6", 512, random_weights=True)[0] is None
+    assert resolve_bounds("7.5", "cifar-deepsim-fc6", 512) == (7.5, "7.5")
+    assert torch.equal(resolve_bounds("cifar-fc6-bounds-1x", "x", 512)[0], load_bounds("cifar-fc6-bounds-1x"))
+    file = tmp_path / "b.txt"
+    file.write_text(" ".join(["2"] * 512))
+    assert torch.equal(resolve_bounds(str(file), "x", 512)[0], torch.full((512,), 2.0))
+    for bad in ("-1", "inf", "nonsense"):
+        with pytest.raises(DGNError, match="--bounds"):
+            resolve_bounds(bad, "cifar-deepsim-fc6", 512)

@@ -179,8 +179,8 @@ def add_cli_arguments(parser) -> None:
 
 def run_cli(args) -> int:
     """Synthesise the targets for every checkpoint and write the strips."""
+    from dgn import weights
     from dgn.files import atomic_write_json
-    from dgn.inspect.mixture import generator_bounds
     from dgn.models import load_generator
     from dgn.render import save_png
     from dgn.synthesis import ActMaxSettings
@@ -189,7 +189,7 @@ def run_cli(args) -> int:
     checkpoints = read_checkpoints(args.checkpoints)
     targets = [t for text in args.target for t in expand_targets(text)]
     generator = load_generator(args.generator, weights_dir=args.weights_dir)
-    bounds, bounds_name = generator_bounds(args.generator, args.weights_dir)
+    bounds, bounds_name = weights.resolve_bounds(None, args.generator, 0, weights_dir=args.weights_dir)
     result = feature_evolution(generator, checkpoints, targets, ActMaxSettings(steps=args.steps), args.seed,
                                bounds, args.device)
     out = Path(args.out)

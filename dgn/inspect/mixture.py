@@ -208,18 +208,9 @@ def add_cli_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="output directory (mixture.png, mixture.json)")
 
 
-def generator_bounds(generator: str, weights_dir: str | None) -> tuple[torch.Tensor | None, str]:
-    """The generator's registered per-unit code bounds and their name (None: its scalar default)."""
-    from dgn import weights
-
-    name = weights.get_entry(generator).default_bounds if generator in weights.names() else None
-    if name is None:
-        return None, "generator default (scalar)"
-    return weights.load_bounds(name, weights_dir), name
-
-
 def run_cli(args) -> int:
     """Rank the group's units, synthesise both mixtures, write the picture and the numbers."""
+    from dgn import weights
     from dgn.baseline import preset
     from dgn.files import atomic_write_json
     from dgn.inspect.neighbours import load_folder
@@ -231,7 +222,7 @@ def run_cli(args) -> int:
     generator = load_generator(args.generator, weights_dir=args.weights_dir)
     group = load_folder(args.images, input_shape(classifier)[1:], args.limit)
     units = top_units(classifier, group.rgb, args.layer, args.k, args.post_relu)
-    bounds, bounds_name = generator_bounds(args.generator, args.weights_dir)
+    bounds, bounds_name = weights.resolve_bounds(None, args.generator, 0, weights_dir=args.weights_dir)
     baseline = preset(args.baseline_preset)
     if args.baseline_steps is not None:
         baseline = dataclasses.replace(baseline, steps=args.baseline_steps)
