@@ -488,7 +488,7 @@ def write_video(
 
     s = synth.settings
     mean_protocol, per_frame = class_probabilities(synth.model, frames, "protocol", s.window, s.stride)
-    mean_mode, _ = class_probabilities(synth.model, frames, s.mode, s.window, s.stride)
+    mean_mode = mean_protocol if s.mode == "protocol" else class_probabilities(synth.model, frames, s.mode, s.window, s.stride)[0]
     columns = min(len(pictures), 16)
     labels = [f"{i} p={float(per_frame[i, k]):.2f}" for i in range(len(pictures))]
     save_png(out / "strip.png", montage(pictures, labels, columns=columns, tile=64))

@@ -64,8 +64,11 @@ def main() -> None:
         t0 = time.time()
         result = synth.run(k, seed=0, upper_bound=bounds)
         images, frames = synth.render(result.codes)
-        mean_protocol, _ = video.class_probabilities(model, frames, "protocol")
-        mean_mode, per_frame = video.class_probabilities(model, frames, args.mode)
+        mean_protocol, per_frame = video.class_probabilities(model, frames, "protocol")
+        if args.mode != "protocol":
+            mean_mode, per_frame = video.class_probabilities(model, frames, args.mode)
+        else:
+            mean_mode = mean_protocol
         order = video.order_probe(model, frames, 0, "protocol", names)
         top = int(mean_protocol.argmax())
         print(f"  {name:<14} {result.objective_start:>7.2f} -> {result.objective_end:<6.2f} {float(mean_protocol[k]):>10.3f} "
