@@ -445,9 +445,12 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dgn`` console script."""
+    finished = False
     try:
         args = build_parser().parse_args(argv)
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        finished = code == 0
+        return code
     except DGNError as err:
         print(f"dgn: error: {err}", file=sys.stderr)
         return 2
@@ -457,6 +460,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dgn: interrupted; finished rows are saved (use --resume)", file=sys.stderr)
         return 130
+    finally:
+        if "dgn.distributed" in sys.modules:  # only a command that may have joined a torchrun group
+            sys.modules["dgn.distributed"].leave_world(finished)
 
 
 if __name__ == "__main__":

@@ -82,6 +82,26 @@ def init_world(device: str = "auto") -> tuple[World, str]:
     return world, device
 
 
+def leave_world(finished: bool) -> None:
+    """Tear the process group down before the interpreter exits (a no-op when none was joined).
+
+    Left to the C++ destructors, a gloo rank that finishes first can close its sockets while the
+    other rank's background threads still use them, and that rank aborts ("terminate called
+    without an active exception"), failing the whole torchrun run after its work was done.
+
+    Args:
+        finished: this rank's command succeeded, so every rank reaches the same final barrier; after
+            an error the group is destroyed without waiting for ranks that may never arrive.
+    """
+    if not dist.is_initialized():
+        return
+    try:
+        if finished:
+            dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
 def barrier(world: World) -> None:
     """Wait for every rank (a no-op in a single-process run)."""
     if world.distributed and dist.is_initialized():

@@ -146,3 +146,16 @@ def test_parts_merge_and_an_interrupted_sharded_run_resumes(tmp_path):
     assert [r["key"] for r in manifest["rows"]] == order
     assert len(manifest["rows"]) == 3 and not (tmp_path / "parts").exists()
     assert json.loads((tmp_path / "manifest.json").read_text())["finished"]
+
+
+@pytest.mark.parametrize("finished", [True, False])
+def test_leave_world_destroys_the_group_so_no_rank_aborts_at_exit(tmp_path, finished):
+    """A rank must not exit holding a live gloo group (the peer's threads abort the run)."""
+    import torch.distributed as dist
+
+    from dgn.distributed import leave_world
+
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
+    leave_world(finished)
+    assert not dist.is_initialized()
+    leave_world(finished)  # and a second call (or a run that never joined) is a no-op
