@@ -122,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         "(227^2 px there, 32^2 here)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--bf16", action="store_true",
+                        help="generator training under bfloat16 autocast (~1.6x faster on CPUs with AMX)")
+    parser.add_argument("--mirror", action="store_true",
+                        help="the generator also trains on the mirrored training images (16,000 instead of 8,000)")
     args = parser.parse_args(argv)
 
     if args.threads:
@@ -217,10 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     discriminator = DeePSimDiscriminator.small(512)
     config = TrainConfig(
         batch_size=args.batch_size, seed=args.seed, lr=args.lr, lambda_adv=args.lambda_adv,
-        preview_every=250, preview_count=10, checkpoint_every=500,
+        preview_every=250, preview_count=10, checkpoint_every=500, bf16=args.bf16,
     )  # fmt: skip
+    g_train = torch.cat([x_train, x_train.flip(-1)]) if args.mirror else x_train
     trainer = DeePSimTrainer(
-        encoder, generator, discriminator, torch.utils.data.TensorDataset(x_train), config, device,
+        encoder, generator, discriminator, torch.utils.data.TensorDataset(g_train), config, device,
         out_dir=args.work, preview_images=x_held[::200],  # one held-out image per class
     )  # fmt: skip
     bar = tqdm(total=args.generator_steps, desc="generator", unit="step")
@@ -242,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     trainer.write_preview(args.work / "previews" / "final.png")
     report["generator"] = {
         "steps_run": trainer.step_count,
+        "mirrored_data": args.mirror,
         "steps_planned": args.generator_steps,
         "config": json.loads(config.to_json()),
         "last_losses": steps[-1].__dict__ if steps else None,
