@@ -189,14 +189,16 @@ def lucent_throughput(args: argparse.Namespace, device: torch.device) -> dict | 
     targets = [f"{layer}:{i}" for i in range(n)]
 
     methods: dict[str, tuple[Callable[[], None], int]] = {}  # name -> (run, target-steps it does)
+    precisions = ("fp32", "bf16") if args.lucent_bf16 else ("fp32",)
     for name in dict.fromkeys(args.lucent_presets.split(",")):
-        settings = preset(name)
-        am = ImageAM(ours_clf, replace(settings, steps=steps, octaves=min(settings.octaves, steps)), device)
-        # Presets with input transforms (jitter) also run one no-grad forward per step to record the
-        # activation of the un-jittered image; presets without them reuse the gradient's forward.
-        extra = " + bookkeeping forward" if settings.stage("input") else ""
-        methods[f"ours {name} (batch {n}{extra})"] = (lambda am=am: am.synthesize(targets, batch_size=n),
-                                                      n * am.steps_per_row)
+        for precision in precisions:
+            settings = replace(preset(name), precision=precision)
+            am = ImageAM(ours_clf, replace(settings, steps=steps, octaves=min(settings.octaves, steps)), device)
+            # Presets with input transforms (jitter) also run one no-grad forward per step to record the
+            # activation of the un-jittered image; presets without them reuse the gradient's forward.
+            extra = " + bookkeeping forward" if settings.stage("input") else ""
+            label = f"ours {name} (batch {n}{extra})" + (", bf16" if precision == "bf16" else "")
+            methods[label] = (lambda am=am: am.synthesize(targets, batch_size=n), n * am.steps_per_row)
 
     # lucent hooks every module and never removes the hooks, and its backward accumulates weight gradients
     # into the model: give it its own copies, and a clean model (no hooks, no gradients) for every call,
@@ -224,9 +226,23 @@ def lucent_throughput(args: argparse.Namespace, device: torch.device) -> dict | 
     def lucent_single(model: torch.nn.Module, i: int) -> None:
         render.render_vis(model, f"{lucent_layer}:{i % k}", lambda: param.image(224), **kwargs)
 
+    def lucent_batched_bf16(model: torch.nn.Module) -> None:
+        # lucent has no precision option; under autocast its steps run, and only its final conversion of
+        # the (now bf16) image to numpy fails, after the last step: time the steps, drop that error.
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            try:
+                lucent_batched(model)
+            except TypeError as err:
+                if "BFloat16" not in str(err):
+                    raise
+
     default, frozen = lucent_model(False), lucent_model(True)
     methods[f"lucent batched (batch {n}, summed objectives)"] = (lambda: lucent_batched(default), n * steps)
     methods[f"lucent batched, weights frozen (batch {n})"] = (lambda: lucent_batched(frozen), n * steps)
+    if args.lucent_bf16:
+        methods[f"lucent batched (batch {n}), bf16"] = (lambda: lucent_batched_bf16(default), n * steps)
+        methods[f"lucent batched, weights frozen (batch {n}), bf16"] = (lambda: lucent_batched_bf16(frozen),
+                                                                         n * steps)
     single = f"lucent one target per call ({k} calls)"
     methods[single] = (lambda: None, k * steps)
 
@@ -253,8 +269,12 @@ def lucent_throughput(args: argparse.Namespace, device: torch.device) -> dict | 
 def print_lucent(report: dict) -> None:
     """The throughput table, with each of our presets' ratio to lucent batched and one target per call."""
     rates = report["throughput"]
-    batched = next(v for k, v in rates.items() if k.startswith("lucent batched (batch"))
     single = next(v for k, v in rates.items() if k.startswith("lucent one target"))
+
+    def batched_at(precision: str) -> dict:  # lucent batched at the row's precision (fp32 when not timed)
+        plain = [v for k, v in rates.items() if k.startswith("lucent batched (batch")]
+        return next((v for k, v in rates.items() if k.startswith("lucent batched (batch") and k.endswith(", bf16")
+                     and precision == "bf16"), plain[0])
     print(f"\nthroughput, target-steps/s, {report['model']} (random weights), {report['targets']} targets, "
           f"{report['steps']} steps, {report['device']}, {report['threads']} threads, best of {report['rounds']} "
           f"interleaved rounds:")
@@ -262,10 +282,12 @@ def print_lucent(report: dict) -> None:
     for name, v in rates.items():
         ratio = ""
         if name.startswith("ours"):
+            batched = batched_at("bf16" if name.endswith(", bf16") else "fp32")
             ratio = (f"{v['per_wall_s'] / batched['per_wall_s']:>7.2f} /{v['per_cpu_s'] / batched['per_cpu_s']:>5.2f}"
                      f"    {v['per_wall_s'] / single['per_wall_s']:>6.2f} /{v['per_cpu_s'] / single['per_cpu_s']:>5.2f}")
         print(f"  {name:<52} {v['per_wall_s']:>10.1f} {v['per_cpu_s']:>10.1f} {ratio}")
-    print("  (ratios: wall / CPU)")
+    print("  (ratios: wall / CPU; a bf16 row's 'x lucent batched' is against lucent batched under bf16 autocast"
+          " when timed)")
 
 
 # ----- main --------------------------------------------------------------------------------------------
@@ -295,6 +317,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lucent-single", type=int, default=4, help="one-target lucent calls to time")
     p.add_argument("--lucent-presets", default="deepdream,yosinski-3", help="our presets in the lucent timing")
     p.add_argument("--lucent-rounds", type=int, default=3, help="interleaved timing rounds (best kept)")
+    p.add_argument("--lucent-bf16", action="store_true",
+                   help="also time our presets with precision bf16 and lucent batched under bf16 autocast")
     p.add_argument("--lucent-only", action="store_true", help="only the lucent throughput comparison")
     p.add_argument("--out", required=True)
     return p.parse_args(argv)
