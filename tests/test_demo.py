@@ -19,7 +19,7 @@ def test_demo_quick_runs_offline_and_writes_a_gallery(tmp_path, capsys):
     manifest = json.loads((out / "manifest.json").read_text())
     rows = manifest["rows"]
     assert [r["target"] for r in rows] == [f"fc8:{i}" for i in range(10)]
-    # Even 30 act_max steps through the shipped prior raise every output unit.
+    # Even 60 act_max steps through the shipped prior raise every output unit.
     assert all(r["act_end"] > r["act_start"] for r in rows)
     html = (out / "index.html").read_text()
     assert "montage.png" in html and html.count("<figure>") == 10
@@ -60,4 +60,4 @@ def test_demo_plan_steps():
     targets, restarts, steps = plan(False, 4, None)
     assert len(targets) == 10 + len(HIDDEN_TARGETS) and restarts == 4 and steps == DEMO_STEPS == 400
     assert plan(False, 4, None, paper=True)[2] == 200 and plan(False, 2, 50)[1:] == (2, 50)
-    assert plan(True, 4, None) == ([f"fc8:{i}" for i in range(10)], 1, 30)
+    assert plan(True, 4, None) == ([f"fc8:{i}" for i in range(10)], 1, 60)

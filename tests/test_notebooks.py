@@ -22,7 +22,7 @@ def test_notebook_runs_and_has_no_outputs(path, tmp_path, monkeypatch, one_threa
     for cell in code:  # outputs stripped in git (nbstripout-style)
         assert cell["outputs"] == [] and cell["execution_count"] is None, f"cell {cell.get('id')} keeps outputs"
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DGN_NOTEBOOK_STEPS", "12")  # the notebook's own steps are the original's 200
+    monkeypatch.setenv("DGN_NOTEBOOK_STEPS", "40")  # the notebook's own steps are the original's 200
     namespace: dict = {"__name__": "__main__"}
     for cell in code:
         source = "".join(cell["source"])

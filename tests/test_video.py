@@ -146,7 +146,7 @@ def test_the_real_ucf101_clip_loads(fixtures_dir, one_thread):
 def test_cli_synthesises_and_probes_on_the_offline_world(tmp_path, capsys, one_thread):
     from dgn.cli import main
 
-    assert main(["video", "--class", "right", "--frames", "8", "--steps", "4", "--device", "cpu",
+    assert main(["video", "--class", "right", "--frames", "8", "--steps", "30", "--device", "cpu",
                  "--out", str(tmp_path)]) == 0
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["class"] == 1 and manifest["config"]["settings"]["frames"] == 8
