@@ -30,7 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dgn import spaces
+from dgn import spaces, weights
+from dgn.demo import BOUNDS as DEMO_BOUNDS
+from dgn.demo import DEMO_SETTINGS
 from dgn.baseline import PRESETS, ImageAM, preset
 from dgn.errors import DGNError
 from dgn.files import atomic_write_json
@@ -122,12 +124,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_dgnam(args: argparse.Namespace, classifier: Classifier, targets: list[str], device: torch.device) -> dict:
+def run_dgnam(args: argparse.Namespace, classifier: Classifier, targets: list[str], device: torch.device,
+              demo: bool = False) -> dict:
+    """DGN-AM with the paper's act_max settings, or (``demo``) with ``dgn demo``'s box and transforms."""
     generator = load_generator(args.generator, args.random_weights, args.seed, args.weights_dir)
-    dgnam = DGNAM(generator, classifier, ActMaxSettings(steps=args.steps), device)
+    settings = ActMaxSettings(steps=args.steps, **(DEMO_SETTINGS if demo else {}))
+    dgnam = DGNAM(generator, classifier, settings, device)
+    upper = weights.load_bounds(DEMO_BOUNDS, args.weights_dir) if demo else None
     _sync(device)
     t0 = time.perf_counter()
-    result = dgnam.synthesize(targets, args.restarts, args.seed, args.batch_size)
+    result = dgnam.synthesize(targets, args.restarts, args.seed, args.batch_size, upper_bound=upper)
     _sync(device)
     wall = time.perf_counter() - t0
     with torch.no_grad():
@@ -310,6 +316,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--real-limit", type=int, default=500, help="at most this many real images")
     p.add_argument("--judge", default="resnet20-cifar10", help="independent judge classifier ('none' to skip)")
     p.add_argument("--judge-weights-dir", default=None, help="where the judge's weights are (default --weights-dir)")
+    p.add_argument("--demo-settings", action="store_true",
+                   help=f"also DGN-AM with dgn demo's {DEMO_BOUNDS} box and input transforms (same steps)")
     p.add_argument("--lucent", action="store_true", help="also time lucent's render_vis (if torch-lucent imports)")
     p.add_argument("--lucent-model", default="alexnet")
     p.add_argument("--lucent-targets", type=int, default=16)
@@ -349,6 +357,9 @@ def main(argv: list[str] | None = None) -> None:
 
     results = {"dgn-am": run_dgnam(args, classifier, targets, device)}
     print(f"  dgn-am done in {results['dgn-am']['wall']:.1f} s")
+    if args.demo_settings:
+        results["dgn-am demo"] = run_dgnam(args, classifier, targets, device, demo=True)
+        print(f"  dgn-am with dgn demo's settings done in {results['dgn-am demo']['wall']:.1f} s")
     for name in names:
         results[name] = run_preset(args, name, classifier, targets, device)
         print(f"  {name} done in {results[name]['wall']:.1f} s")
