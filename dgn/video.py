@@ -282,8 +282,9 @@ class VideoSettings:
 
     Attributes:
         frames: frames of the video (one code each).
-        mode: temporal layout, "protocol" (default: the windows the LRCN is evaluated on; on the shipped
-            video world 7 of 8 classes come out on top this way, 6 of 8 with "continuous") or "continuous".
+        mode: temporal layout, "protocol" (default: the windows the LRCN is evaluated on; through the first
+            CIFAR prior 7 of 8 classes came out on top this way, 6 of 8 with "continuous"; 6 of 8 with
+            the second) or "continuous".
         objective: "logit" (mean pre-softmax logit of the class over steps) or "softmax" (mean probability).
         smoothness: weight of the penalty mean_t mean_units (code_{t+1} - code_t)^2 (0 = off).
         shared_start: every frame starts from the same code (seed ``seed``) instead of one seed per frame.
