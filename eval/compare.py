@@ -33,6 +33,7 @@ import torch
 from dgn import spaces, weights
 from dgn.demo import BOUNDS as DEMO_BOUNDS
 from dgn.demo import DEMO_SETTINGS
+from dgn.demo import GENERATOR as DEMO_GENERATOR
 from dgn.baseline import PRESETS, ImageAM, preset
 from dgn.errors import DGNError
 from dgn.files import atomic_write_json
@@ -166,6 +167,15 @@ def _timed(run: Callable[[], None], device: torch.device) -> tuple[float, float]
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def _suffix(precision: str) -> str:
+    """How a method's label names its precision (fp32 unnamed)."""
+    return ", bf16" if precision == "bf16" else ""
+
+
+def _lucent_batched_label(n: int, precision: str) -> str:
+    return f"lucent batched (batch {n}, summed objectives){_suffix(precision)}"
+
+
 def lucent_throughput(args: argparse.Namespace, device: torch.device) -> dict | None:
     """Target-steps/s of lucent's render_vis vs our batched baseline, same model, targets and steps.
 
@@ -203,7 +213,7 @@ def lucent_throughput(args: argparse.Namespace, device: torch.device) -> dict | 
             # Presets with input transforms (jitter) also run one no-grad forward per step to record the
             # activation of the un-jittered image; presets without them reuse the gradient's forward.
             extra = " + bookkeeping forward" if settings.stage("input") else ""
-            label = f"ours {name} (batch {n}{extra})" + (", bf16" if precision == "bf16" else "")
+            label = f"ours {name} (batch {n}{extra}){_suffix(precision)}"
             methods[label] = (lambda am=am: am.synthesize(targets, batch_size=n), n * am.steps_per_row)
 
     # lucent hooks every module and never removes the hooks, and its backward accumulates weight gradients
@@ -243,12 +253,11 @@ def lucent_throughput(args: argparse.Namespace, device: torch.device) -> dict | 
                     raise
 
     default, frozen = lucent_model(False), lucent_model(True)
-    methods[f"lucent batched (batch {n}, summed objectives)"] = (lambda: lucent_batched(default), n * steps)
-    methods[f"lucent batched, weights frozen (batch {n})"] = (lambda: lucent_batched(frozen), n * steps)
-    if args.lucent_bf16:
-        methods[f"lucent batched (batch {n}), bf16"] = (lambda: lucent_batched_bf16(default), n * steps)
-        methods[f"lucent batched, weights frozen (batch {n}), bf16"] = (lambda: lucent_batched_bf16(frozen),
-                                                                         n * steps)
+    for precision in precisions:
+        run = lucent_batched_bf16 if precision == "bf16" else lucent_batched
+        methods[_lucent_batched_label(n, precision)] = (lambda run=run: run(default), n * steps)
+        methods[f"lucent batched, weights frozen (batch {n}){_suffix(precision)}"] = (lambda run=run: run(frozen),
+                                                                                       n * steps)
     single = f"lucent one target per call ({k} calls)"
     methods[single] = (lambda: None, k * steps)
 
@@ -276,11 +285,6 @@ def print_lucent(report: dict) -> None:
     """The throughput table, with each of our presets' ratio to lucent batched and one target per call."""
     rates = report["throughput"]
     single = next(v for k, v in rates.items() if k.startswith("lucent one target"))
-
-    def batched_at(precision: str) -> dict:  # lucent batched at the row's precision (fp32 when not timed)
-        plain = [v for k, v in rates.items() if k.startswith("lucent batched (batch")]
-        return next((v for k, v in rates.items() if k.startswith("lucent batched (batch") and k.endswith(", bf16")
-                     and precision == "bf16"), plain[0])
     print(f"\nthroughput, target-steps/s, {report['model']} (random weights), {report['targets']} targets, "
           f"{report['steps']} steps, {report['device']}, {report['threads']} threads, best of {report['rounds']} "
           f"interleaved rounds:")
@@ -288,12 +292,11 @@ def print_lucent(report: dict) -> None:
     for name, v in rates.items():
         ratio = ""
         if name.startswith("ours"):
-            batched = batched_at("bf16" if name.endswith(", bf16") else "fp32")
+            batched = rates[_lucent_batched_label(report["targets"], "bf16" if name.endswith(", bf16") else "fp32")]
             ratio = (f"{v['per_wall_s'] / batched['per_wall_s']:>7.2f} /{v['per_cpu_s'] / batched['per_cpu_s']:>5.2f}"
                      f"    {v['per_wall_s'] / single['per_wall_s']:>6.2f} /{v['per_cpu_s'] / single['per_cpu_s']:>5.2f}")
         print(f"  {name:<52} {v['per_wall_s']:>10.1f} {v['per_cpu_s']:>10.1f} {ratio}")
-    print("  (ratios: wall / CPU; a bf16 row's 'x lucent batched' is against lucent batched under bf16 autocast"
-          " when timed)")
+    print("  (ratios: wall / CPU; a bf16 row's 'x lucent batched' is against lucent batched under bf16 autocast)")
 
 
 # ----- main --------------------------------------------------------------------------------------------
@@ -350,6 +353,9 @@ def main(argv: list[str] | None = None) -> None:
     names = [n for n in args.presets.split(",") if n]
     for name in names:
         preset(name)  # fail early on a bad name
+    if args.demo_settings and args.generator != DEMO_GENERATOR:
+        raise DGNError(f"--demo-settings uses {DEMO_BOUNDS}, the box of {DEMO_GENERATOR}; got --generator "
+                       f"{args.generator}")
     classifier = load_classifier(args.classifier, args.random_weights, args.seed, args.weights_dir)
     print(f"classifier {args.classifier} ({'random' if args.random_weights else 'trained'} weights), "
           f"{len(targets)} targets x {args.restarts} restarts, {args.steps} steps, device {device}, "
