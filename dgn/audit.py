@@ -273,11 +273,12 @@ def exact_distances(queries: np.ndarray, base: np.ndarray, candidates: np.ndarra
     return out
 
 
-def nearest(queries: np.ndarray, base: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """The nearest ``base`` row of each query: FAISS candidates, exact float64 re-ranking.
+def ranked_candidates(queries: np.ndarray, base: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's ``k`` FAISS candidates in ``base``, re-ranked by exact float64 distance.
 
     Candidates come from ``faiss.knn`` on float32 copies centred on the base mean (computed in
-    float64), so adding one offset to queries and base changes none of them.
+    float64), so adding one offset to queries and base changes none of them. Ties: the smaller index
+    first, so results are deterministic.
 
     Args:
         queries: (nq, d).
@@ -285,24 +286,34 @@ def nearest(queries: np.ndarray, base: np.ndarray, k: int = 10) -> tuple[np.ndar
         k: candidates per query (capped at nb).
 
     Returns:
-        (indices (nq,) into ``base``, exact distances (nq,) float64).
+        (indices (nq, k) into ``base``, exact distances (nq, k) float64), nearest first.
     """
     if len(base) == 0:
         raise DGNError("nearest: the base set is empty")
-    if len(queries) == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.float64)
-    faiss = _faiss()
     k = max(1, min(int(k), len(base)))
+    if len(queries) == 0:
+        return np.zeros((0, k), np.int64), np.zeros((0, k), np.float64)
+    faiss = _faiss()
     mean = base.mean(0, dtype=np.float64)
     xb = np.ascontiguousarray(base - mean, dtype=np.float32)
     xq = np.ascontiguousarray(queries - mean, dtype=np.float32)
     _, cand = faiss.knn(xq, xb, k)
     cand = np.where(cand < 0, 0, cand).astype(np.int64)
     dist = exact_distances(queries, base, cand)
-    # ties: the smaller index wins, so results are deterministic
     order = np.stack([np.lexsort((cand[i], dist[i])) for i in range(len(dist))])
-    best = np.take_along_axis(cand, order, 1)[:, 0]
-    return best, np.take_along_axis(dist, order, 1)[:, 0]
+    return np.take_along_axis(cand, order, 1), np.take_along_axis(dist, order, 1)
+
+
+def nearest(queries: np.ndarray, base: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """The nearest ``base`` row of each query: FAISS candidates, exact float64 re-ranking.
+
+    See :func:`ranked_candidates`.
+
+    Returns:
+        (indices (nq,) into ``base``, exact distances (nq,) float64).
+    """
+    cand, dist = ranked_candidates(queries, base, k)
+    return cand[:, 0], dist[:, 0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -460,30 +471,34 @@ class MemorisationAudit:
         the held-out scales, and (``all_classes``) the nearest image over these classes, per space."""
         names = [s.name for s in self.spaces]
         q_codes = self._encode(synthetic, list(range(len(synthetic))))
+        q_alone = _AloneCodes(self, synthetic, range(len(synthetic)))
         nearest_of: dict[str, list[dict[str, Any] | None]] = {n: [None] * len(synthetic) for n in names}
         best_any: dict[str, list[dict[str, Any] | None]] = {n: [None] * len(synthetic) for n in names}
         scales: dict[int, dict[str, float]] = {}
         for done, c in enumerate(classes, 1):
             t_idx = train.indices_of(c)
             base = self._encode(train, t_idx)
+            t_alone = _AloneCodes(self, train, t_idx)
             same = [i for i, y in enumerate(synthetic.labels) if y == c]
             h_idx = heldout.indices_of(c) if heldout is not None else []
             h_codes = self._encode(heldout, h_idx) if h_idx else None
             for n in names:
                 if same:
-                    idx, dist_ = nearest(q_codes[n][same], base[n], self.k)
-                    for i, j, d in zip(same, idx, dist_):
-                        nearest_of[n][i] = self._hit(train, t_idx[j], float(d))
+                    cand, dist_ = ranked_candidates(q_codes[n][same], base[n], self.k)
+                    for row, i in enumerate(same):
+                        j, d = _settle(n, cand[row], dist_[row], q_alone(i), t_alone)
+                        nearest_of[n][i] = self._hit(train, t_idx[j], d)
                 if h_codes is not None:
                     _, hd = nearest(h_codes[n], base[n], self.k)
                     scales.setdefault(c, {})[n] = float(np.median(hd))
                 if self.all_classes:
-                    idx, dist_ = nearest(q_codes[n], base[n], self.k)
-                    for i, (j, d) in enumerate(zip(idx, dist_)):
+                    cand, dist_ = ranked_candidates(q_codes[n], base[n], self.k)
+                    for i in range(len(synthetic)):
+                        j, d = _settle(n, cand[i], dist_[i], q_alone(i), t_alone)
                         prev = best_any[n][i]
                         if prev is None or d < prev["distance"]:
-                            best_any[n][i] = {**self._hit(train, t_idx[j], float(d)), "class": c}
-            del base, h_codes
+                            best_any[n][i] = {**self._hit(train, t_idx[j], d), "class": c}
+            del base, h_codes, t_alone
             if progress is not None:
                 progress("class", done, len(classes))
         return nearest_of, scales, best_any
@@ -496,6 +511,51 @@ class MemorisationAudit:
             "path": train.paths[index] if train.paths else None,
             "distance": distance,
         }
+
+
+# ----------------------------------------------------------------------------------------------
+# the final re-rank on codes of images encoded alone
+
+# An image's codes depend, in their last bits, on the batch it was encoded in: Linear and conv kernels
+# are not batch-invariant on every CPU (AVX2 kernels differ from AVX-512 ones here). So the nearest
+# candidates of each query (those within this share of the query's norm of the best) are compared once
+# more on codes of each image encoded alone, one image per forward pass: an exact copy of a training
+# image is then at distance 0 whatever the batch sizes and the CPU.
+SETTLE_TOLERANCE = 1e-4
+
+
+class _AloneCodes:
+    """Codes of the images ``indices`` of one set, by position, each encoded alone (a batch of one) once."""
+
+    def __init__(self, audit: MemorisationAudit, images: ImageSet, indices: Sequence[int]) -> None:
+        self.audit, self.images, self.indices = audit, images, indices
+        self.cache: dict[int, dict[str, np.ndarray]] = {}
+
+    def __call__(self, position: int) -> dict[str, np.ndarray]:
+        if position not in self.cache:
+            codes = encode(self.audit.encoder, self.images.loader([self.indices[position]]), self.audit.spaces, 1)
+            self.cache[position] = {name: value[0].astype(np.float64) for name, value in codes.items()}
+        return self.cache[position]
+
+
+def _settle(
+    space: str,
+    candidates: np.ndarray,
+    distances: np.ndarray,
+    query: dict[str, np.ndarray],
+    codes_of: Callable[[int], dict[str, np.ndarray]],
+) -> tuple[int, float]:
+    """The nearest candidate and its distance, measured on codes of images encoded alone.
+
+    ``candidates``/``distances`` are one query's ranked candidates (nearest first); those within
+    ``SETTLE_TOLERANCE * |query|`` of the best are re-measured. Ties: the smaller index wins.
+    """
+    q = query[space]
+    margin = SETTLE_TOLERANCE * float(np.linalg.norm(q))
+    near = [int(j) for j, d in zip(candidates, distances) if d <= distances[0] + margin]
+    measured = [(float(np.linalg.norm(codes_of(j)[space] - q)), j) for j in near]
+    d, j = min(measured)
+    return j, d
 
 
 # ----------------------------------------------------------------------------------------------

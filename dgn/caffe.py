@@ -507,12 +507,6 @@ class _TextParser:
         self.i += 1
         return tok
 
-    def _expect(self, text: str) -> None:
-        where = self._here()
-        tok = self._next()
-        if tok[1] != text:
-            raise DGNError(f"{where}: expected {text!r}, found {tok[1]!r}")
-
     def message(self, depth: int, closing: str | None) -> dict:
         if depth > _MAX_DEPTH:
             raise DGNError(f"{self._here()}: messages nested deeper than {_MAX_DEPTH} levels")

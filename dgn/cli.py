@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dgn.errors import DGNError
+from dgn.files import check_writable
 
 
 class _Parser(argparse.ArgumentParser):
@@ -428,6 +429,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return inspect_cli.run(args)
 
 
+FILE_OUTPUTS = {"bounds", "convert"}  # commands whose --out names a file; every other --out is a folder
 COMMANDS = {
     "video": _cmd_video,
     "inspect": _cmd_inspect,
@@ -448,6 +450,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finished = False
     try:
         args = build_parser().parse_args(argv)
+        if getattr(args, "out", None):
+            check_writable(args.out, folder=args.command not in FILE_OUTPUTS)
         code = COMMANDS[args.command](args)
         finished = code == 0
         return code
@@ -457,6 +461,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `dgn layers caffenet | head`
         sys.stderr.close()
         return 0
+    except OSError as err:  # a file that vanished or a full disk mid-run: say which, without a traceback
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"dgn: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("dgn: interrupted; finished rows are saved (use --resume)", file=sys.stderr)
         return 130

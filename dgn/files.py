@@ -45,3 +45,30 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def check_writable(path: str | os.PathLike, folder: bool = True) -> None:
+    """Raise a one-line DGNError unless ``path`` (a folder, or a file with ``folder`` False) can be written.
+
+    Nothing is created: the path itself, when it exists, must be a folder (or a file), and its nearest
+    existing ancestor a folder this process may write in. Checked before a command starts its work, so a
+    long synthesis never ends in an error about where to put the result.
+    """
+    from dgn.errors import DGNError
+
+    target = Path(path)
+    kind = "output folder" if folder else "output file"
+    if target.exists():
+        if folder and not target.is_dir():
+            raise DGNError(f"{kind} {target} exists and is not a folder")
+        if not folder and target.is_dir():
+            raise DGNError(f"{kind} {target} is a folder; name a file")
+        parent = target if folder else target.parent
+    else:
+        parent = target.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise DGNError(f"cannot make {kind} {target}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DGNError(f"cannot write {kind} {target}: no permission to write in {parent}")

@@ -49,11 +49,6 @@ class UnitIndex:
         return F.relu(out) if post_relu else out
 
 
-def gather_units(acts: dict[str, torch.Tensor], targets: Sequence[Target], post_relu: bool = False) -> torch.Tensor:
-    """Pick each row's own unit from the captured outputs: row i gets ``targets[i]`` (see :class:`UnitIndex`)."""
-    return UnitIndex(targets).gather(acts, post_relu)
-
-
 def balance_penalty(difference: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
     """|a - b| (``smoothing`` 0), or its smooth form sqrt(d^2 + delta^2) - delta with delta = ``smoothing``."""
     if smoothing <= 0:

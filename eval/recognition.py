@@ -49,7 +49,7 @@ from train_cifar_world import split_indices
 
 from dgn import bounds as dgn_bounds
 from dgn import spaces, weights
-from dgn.data import ImageFolderDataset, load_images
+from dgn.data import ImageFolderDataset, extract_archive, load_images
 from dgn.demo import CLASSIFIER, GENERATOR, PAPER_BOUNDS, find_judge, judge_images
 from dgn.errors import DGNError
 from dgn.files import atomic_write_json
@@ -59,8 +59,10 @@ from dgn.nets.toy import CIFAR_CLASSES
 from dgn.render import montage, save_png, to_uint8
 from dgn.synthesis import DGNAM, ActMaxSettings, RowsResult, run_in_chunks
 
-REAL = Path("/tmp/cifar_real/cifar10_test_jpg/test")
-JUDGE_DIR = REPO.parent / "shared" / "fixtures" / "torch" / "resnet_cifar10"
+FIXTURES = REPO.parent / "shared" / "fixtures"
+REAL_ROOT = Path("/tmp/cifar_real")  # the fixtures' CIFAR-10 test JPEGs are extracted here once
+REAL = REAL_ROOT / "cifar10_test_jpg" / "test"
+JUDGE_DIR = FIXTURES / "torch" / "resnet_cifar10"
 TARGETS = [f"fc8:{i}" for i in range(len(CIFAR_CLASSES))]
 EXTRA_KEYS = ("bounds", "restarts", "keep", "image", "seed")
 SWEEP = [
@@ -131,6 +133,8 @@ class World:
         if judge is None:
             raise DGNError(f"ResNet-20 judge not found (looked in the cache and {JUDGE_DIR})")
         self.judge: Classifier = judge
+        if not REAL.is_dir():
+            extract_archive(FIXTURES / "data/cifar10_test_jpg/cifar10_test_jpg_full.tar.gz", REAL_ROOT)
         dataset = ImageFolderDataset(REAL)
         if tuple(dataset.classes) != CIFAR_CLASSES:
             raise DGNError(f"unexpected classes in {REAL}: {dataset.classes}")

@@ -240,7 +240,9 @@ def test_start_is_the_seeded_draw_and_the_objective_is_pre_relu():
     assert torch.equal(result.codes_last[1], x0)  # the tiny net's space is the work space: no conversion
     pre_relu = am.classifier.module.conv1(x0[None])[0, 4, 3, 5]
     assert result.act_start[0] == pytest.approx(pre_relu.item(), abs=1e-5)
-    assert (am.activations(result.codes_last, result.rows) == result.act_end).all()
+    # re-checking saved images runs another memory layout (the loop feeds channels-last to oneDNN), so
+    # the recomputed activation agrees within float rounding, not bit for bit
+    torch.testing.assert_close(am.activations(result.codes_last, result.rows), result.act_end, rtol=1e-5, atol=1e-5)
 
 
 def test_octaves_and_their_steps():

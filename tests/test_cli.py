@@ -1,3 +1,4 @@
+import argparse
 import json
 
 import pytest
@@ -140,3 +141,64 @@ def test_pair_writes_a_grid_and_both_activations(tmp_path, capsys):
     assert (out / "pairs.png").is_file()
     assert main(["pair", "--random-weights", "--target", "fc8:1", "--out", str(tmp_path / "x")]) == 2
     assert "--with" in capsys.readouterr().err
+
+
+# Every command that writes, with its other required arguments (never read: the output is checked first).
+WRITERS = {
+    "demo": ["demo"],
+    "synthesize": ["synthesize", "--random-weights", "--target", "fc8:1"],
+    "pair": ["pair", "--random-weights", "--target", "fc8:1", "--with", "fc8:2"],
+    "baseline": ["baseline", "--random-weights", "--target", "fc8:1"],
+    "audit": ["audit", "--synthetic", "run", "--train", "train", "--classifier", "cifar-caffenet"],
+    "video": ["video", "--class", "0"],
+    "bounds": ["bounds", "--classifier", "cifar-caffenet", "--layer", "fc6", "--images", "imgs"],
+    "convert": ["convert", "caffe", "--caffemodel", "m.caffemodel", "--arch", "caffenet"],
+    "inspect activations": ["inspect", "activations", "--image", "a.png"],
+    "inspect filters": ["inspect", "filters"],
+    "inspect attribution": ["inspect", "attribution", "--image", "a.png", "--target", "fc8:1"],
+    "inspect occlusion": ["inspect", "occlusion", "--image", "a.png"],
+    "inspect invariance": ["inspect", "invariance", "--images", "imgs"],
+    "inspect neighbours": ["inspect", "neighbours", "--images", "imgs", "--query", "q.png"],
+    "inspect embedding": ["inspect", "embedding", "--images", "imgs"],
+    "inspect mixture": ["inspect", "mixture", "--images", "imgs"],
+    "inspect evolution": ["inspect", "evolution", "--checkpoints", "ckpts", "--target", "fc8:1"],
+}
+
+
+@pytest.mark.parametrize("command", WRITERS)
+def test_an_output_that_cannot_be_written_is_one_line_exit_2(tmp_path, capsys, command):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for out, message in [("/dev/null/x", "/dev/null is not a folder"), (str(a_file / "sub"), "is not a folder")]:
+        assert main([*WRITERS[command], "--out", out]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err and "Traceback" not in err, err
+    if command not in ("bounds", "convert"):  # a folder is asked for: an existing file is refused
+        assert main([*WRITERS[command], "--out", str(a_file)]) == 2
+        assert "exists and is not a folder" in capsys.readouterr().err
+    assert a_file.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_every_command_that_writes_is_covered():
+    from dgn.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    inspect = next(a for a in sub.choices["inspect"]._actions if isinstance(a, argparse._SubParsersAction))
+    def writes(p):
+        return any(a.dest == "out" for a in p._actions)
+
+    found = {name for name, p in sub.choices.items() if writes(p)}
+    found |= {f"inspect {verb}" for verb, p in inspect.choices.items() if writes(p)}
+    assert found == set(WRITERS)
+
+
+def test_an_os_error_mid_run_is_one_line(monkeypatch, capsys):
+    import dgn.cli
+
+    def fail(args):
+        raise OSError(28, "No space left on device", "/full/disk/run/manifest.json")
+
+    monkeypatch.setitem(dgn.cli.COMMANDS, "layers", fail)
+    assert main(["layers", "cifar-caffenet"]) == 2
+    assert capsys.readouterr().err == "dgn: error: /full/disk/run/manifest.json: No space left on device\n"

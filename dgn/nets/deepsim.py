@@ -83,7 +83,3 @@ class DeePSimGenerator(nn.Module):
                 x = act(x, LEAK)
         return x
 
-
-def deepsim_generator(variant: str = "fc6") -> DeePSimGenerator:
-    """Build a DeePSim generator with PyTorch's default initialisation (load real weights after)."""
-    return DeePSimGenerator(variant)
