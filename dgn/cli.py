@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="offline tour: DGN-AM on the shipped CIFAR-10 world, with an HTML gallery")
     p.add_argument("--out", default="demo-out", help="output directory (default: demo-out)")
-    p.add_argument("--quick", action="store_true", help="a fast smoke version (1 restart, 60 steps)")
+    p.add_argument("--quick", action="store_true", help="a fast smoke version (1 restart, 60 steps from lr 2)")
     p.add_argument("--paper", action="store_true",
                    help="the original act_max settings and 3-sigma bounds instead of the demo's measured changes")
     p.add_argument("--restarts", type=int, default=4)

@@ -30,6 +30,7 @@ from dgn.caffe import (
     read_prototxt,
 )
 from dgn.errors import DGNError
+from tests.cifar import CIFAR_SUBSET_EVERY
 
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -547,8 +548,9 @@ def test_lenet_current_format_classifies_mnist(fixtures_dir):
     assert accuracy > 0.95, accuracy  # measured 0.9914
 
 
-def load_cifar_jpegs(archive: Path) -> tuple[np.ndarray, np.ndarray]:
-    """All test JPEGs as uint8 (N, 32, 32, 3) RGB plus labels, read straight from the tarball."""
+def load_cifar_jpegs(archive: Path, every: int = CIFAR_SUBSET_EVERY) -> tuple[np.ndarray, np.ndarray]:
+    """Every ``every``-th test JPEG of each class (the heavy tests' fixed subset) as uint8 (N, 32, 32, 3) RGB
+    plus labels, read straight from the tarball."""
     from PIL import Image
 
     images, labels = [], []
@@ -556,6 +558,8 @@ def load_cifar_jpegs(archive: Path) -> tuple[np.ndarray, np.ndarray]:
         for member in tar:
             parts = member.name.split("/")
             if not member.isfile() or not member.name.endswith(".jpg") or parts[-2] not in CIFAR_CLASSES:
+                continue
+            if int(Path(member.name).stem) % every:
                 continue
             data = tar.extractfile(member).read()
             images.append(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
@@ -576,7 +580,7 @@ def test_cifar10_quick_v1_format_classifies_jpegs(fixtures_dir):
     images, labels = load_cifar_jpegs(
         fixtures_dir / "data" / "cifar10_test_jpg" / "cifar10_test_jpg_full.tar.gz"
     )
-    assert images.shape == (10000, 32, 32, 3) and np.bincount(labels).tolist() == [1000] * 10
+    assert images.shape == (2000, 32, 32, 3) and np.bincount(labels).tolist() == [200] * 10
     x = images.transpose(0, 3, 1, 2).astype(np.float32)
     # The training mean.binaryproto was never published: the per-pixel mean of these images stands in.
     x -= x.mean(axis=0, keepdims=True)
@@ -587,11 +591,10 @@ def test_cifar10_quick_v1_format_classifies_jpegs(fixtures_dir):
         return float((out.argmax(1).numpy() == want).mean())
 
     # Channel order: Caffe's convert_cifar_data copied the binary CIFAR planes as they are, R, G, B.
-    # Measured: RGB 0.734 on all 10,000 images, BGR 0.585.
+    # Measured: RGB 0.734 on all 10,000 images, BGR 0.585; on this subset of 2,000, 0.736 and 0.594.
     rgb = accuracy(x, labels)
     assert rgb >= 0.70, rgb
-    sub = slice(None, None, 5)
-    assert accuracy(np.ascontiguousarray(x[sub, ::-1]), labels[sub]) < rgb - 0.08
+    assert accuracy(np.ascontiguousarray(x[:, ::-1]), labels) < rgb - 0.08
 
     # The train/test prototxt gives the same net once its data, accuracy and loss layers are skipped.
     tt = build_module(d / "cifar10_quick_train_test.prototxt", net, phase="TEST", input_shape=(1, 3, 32, 32))

@@ -1,4 +1,8 @@
+import contextlib
+import io
 import json
+
+import pytest
 
 from dgn.cli import main
 from dgn.models import load_classifier, load_generator
@@ -13,17 +17,27 @@ def test_the_shipped_cifar_world_loads():
     assert bounds.shape == (512,) and (bounds >= 0).all()
 
 
-def test_demo_quick_runs_offline_and_writes_a_gallery(tmp_path, capsys):
-    out = tmp_path / "demo"
-    assert main(["demo", "--quick", "--device", "cpu", "--out", str(out)]) == 0
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    """One `dgn demo --quick` run, shared by the tests that only read what it wrote: (folder, stdout)."""
+    out = tmp_path_factory.mktemp("quick") / "demo"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["demo", "--quick", "--device", "cpu", "--out", str(out)]) == 0
+    return out, printed.getvalue()
+
+
+def test_demo_quick_runs_offline_and_writes_a_gallery(quick_demo):
+    out, printed = quick_demo
     manifest = json.loads((out / "manifest.json").read_text())
     rows = manifest["rows"]
     assert [r["target"] for r in rows] == [f"fc8:{i}" for i in range(10)]
-    # Even 60 act_max steps through the shipped prior raise every output unit.
-    assert all(r["act_end"] > r["act_start"] for r in rows)
+    # 60 act_max steps through the shipped prior raise every output unit, on any CPU: from lr 2 none of 480
+    # rows (48 seeds) ended below its start, the smallest gain was +2.7 (see dgn.demo.QUICK_LR)
+    assert all(r["act_end"] > r["act_start"] for r in rows), [(r["act_start"], r["act_end"]) for r in rows]
     html = (out / "index.html").read_text()
     assert "montage.png" in html and html.count("<figure>") == 10
-    assert "open" in capsys.readouterr().out
+    assert "open" in printed
 
 
 def test_demo_judge_uses_the_fixture_resnet(tmp_path, fixtures_dir):
@@ -35,20 +49,20 @@ def test_demo_judge_uses_the_fixture_resnet(tmp_path, fixtures_dir):
     assert all("judge" in r for r in summary["rows"])
 
 
-def test_demo_records_its_changes_from_the_paper_and_can_run_the_paper_settings(tmp_path):
-    from dgn.demo import BOUNDS, PAPER_BOUNDS, run_demo
+def test_demo_records_its_changes_from_the_paper_and_can_run_the_paper_settings(tmp_path, quick_demo):
+    from dgn.demo import BOUNDS, PAPER_BOUNDS, QUICK_LR
 
-    def config(name):
-        return json.loads((tmp_path / name / "manifest.json").read_text())["config"]
+    def config(folder):
+        return json.loads((folder / "manifest.json").read_text())["config"]
 
-    run_demo(tmp_path / "demo", quick=True, device="cpu")
-    demo = config("demo")
+    demo = config(quick_demo[0])
     assert demo["bounds"] == BOUNDS != PAPER_BOUNDS
     assert demo["settings"]["jitter"] > 0 and demo["settings"]["flip"]
-    assert demo["changed_from_paper"] and "changed_from_paper" in (tmp_path / "demo/index.html").read_text()
+    assert demo["settings"]["lr_start"] == QUICK_LR and "lr 2.0" in demo["changed_from_paper"]["steps"]
+    assert demo["changed_from_paper"] and "changed_from_paper" in (quick_demo[0] / "index.html").read_text()
     assert main(["demo", "--quick", "--paper", "--device", "cpu", "--out", str(tmp_path / "paper")]) == 0
-    paper = config("paper")
-    assert paper["bounds"] == PAPER_BOUNDS and paper["changed_from_paper"] == {}
+    paper = config(tmp_path / "paper")
+    assert paper["bounds"] == PAPER_BOUNDS and paper["settings"]["lr_start"] == 8.0 and paper["changed_from_paper"] == {}
     assert paper["settings"]["jitter"] == 0 and not paper["settings"]["flip"] and paper["settings"]["scale_jitter"] == 0
     # the demo's 1-sigma box is tighter than the 3-sigma one everywhere
     assert (load_bounds(BOUNDS) <= load_bounds(PAPER_BOUNDS)).all()

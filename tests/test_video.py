@@ -61,6 +61,35 @@ def test_video_synthesis_raises_the_objective(mode, objective, one_thread):
     assert torch.equal(result.codes, again.codes)  # same seed, same video
 
 
+def test_one_video_step_by_hand(one_thread):
+    """One act_max step of the video loop: per-frame mean-|g| normalised step, clip to [0, upper], decay."""
+    generator, model = tiny_video_world()
+    settings = video.VideoSettings(frames=4, mode="continuous", steps=2, lr_start=3.0, decay=0.9)
+    synth = video.VideoSynthesizer(generator, model, settings, device="cpu")
+    upper = torch.linspace(0.2, 2.0, 16)  # per code unit
+    start = synth.initial_codes(5)
+    live = start.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(synth.terms(live, 1)[0], live)
+    per_frame = grad.abs().mean(1, keepdim=True)
+    moved = start + 3.0 * grad / per_frame
+    expected = torch.minimum(moved.clamp_min(0.0), upper) * 0.9
+
+    result = synth.run(1, seed=5, upper_bound=upper)  # 2 steps: one update, then the evaluate-only last step
+    torch.testing.assert_close(result.codes, expected, rtol=1e-5, atol=1e-5)
+    # each rule is exercised, so breaking any one of them fails the comparison above
+    assert per_frame.max() > 1.5 * per_frame.min()  # frames' gradients differ in scale
+    assert (moved < 0).any() and (moved > upper).any()  # both ends of the box clip
+    wrong = {
+        "one normaliser for the whole video": torch.minimum((start + 3.0 * grad / grad.abs().mean()).clamp_min(0),
+                                                           upper) * 0.9,
+        "no clip": moved * 0.9,
+        "no decay": torch.minimum(moved.clamp_min(0.0), upper),
+        "decay before clip": torch.minimum((moved * 0.9).clamp_min(0.0), upper),
+    }
+    for name, other in wrong.items():
+        assert (other - result.codes).abs().max() > 1e-3, name
+
+
 def test_smoothness_and_shared_start(one_thread):
     generator, model = tiny_video_world()
 

@@ -9,6 +9,7 @@ import torch
 
 from dgn import data, weights
 from dgn.nets.resnet_cifar import CIFAR10_CLASSES, ShortcutA, resnet20_cifar10
+from tests.cifar import cifar_test_subset
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -66,7 +67,7 @@ def test_real_weights_reach_published_accuracy_on_cifar10_test_jpegs(
     fixtures_dir, checkpoint, tmp_path, monkeypatch
 ):
     """The released checkpoint, loaded through the registry (download simulated from a local copy),
-    classifies the 10,000 CIFAR-10 test JPEGs (lossy re-encodes; 91.78% on the originals)."""
+    classifies a fixed subset of the CIFAR-10 test JPEGs (lossy re-encodes; 91.78% on the originals)."""
     monkeypatch.setenv("DGN_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("DGN_WEIGHTS_DIR", raising=False)
     hand_copied = tmp_path / "by-hand"
@@ -80,19 +81,14 @@ def test_real_weights_reach_published_accuracy_on_cifar10_test_jpegs(
     model.load_state_dict(state, strict=True)
     model.eval()
 
-    root = data.extract_archive(
-        fixtures_dir / "data" / "cifar10_test_jpg" / "cifar10_test_jpg_full.tar.gz", tmp_path / "cifar"
-    )
-    dataset = data.ImageFolderDataset(root / "cifar10_test_jpg" / "test")
+    dataset = data.ImageFolderDataset(cifar_test_subset(fixtures_dir, tmp_path / "cifar"))
     assert tuple(dataset.classes) == CIFAR10_CLASSES
-    assert len(dataset) == 10_000
-    paths, labels = dataset.paths, torch.tensor(dataset.labels)
-    correct = 0
+    assert len(dataset) == 2_000
+    images = data.load_images(dataset.paths)
+    assert images.shape[1:] == (3, 32, 32)
     with torch.no_grad():
-        for start in range(0, len(paths), 500):
-            images = data.load_images(paths[start : start + 500])
-            assert images.shape[1:] == (3, 32, 32)
-            logits = model((images - MEAN) / STD)
-            correct += (logits.argmax(1) == labels[start : start + 500]).sum().item()
-    accuracy = correct / len(paths)
-    assert accuracy >= 0.78, accuracy
+        predicted = model((images - MEAN) / STD).argmax(1)
+    accuracy = (predicted == torch.tensor(dataset.labels)).float().mean().item()
+    # Measured on this subset of 2,000: 0.805 (0.80 on all 10,000); a loader that swaps to BGR gives 0.70,
+    # one that skips the normalisation 0.29.
+    assert accuracy >= 0.77, accuracy
