@@ -35,20 +35,13 @@ import torch.nn.functional as F
 
 from dgn import regularisers as R
 from dgn import spaces
+from dgn.engine import IterateTracker, autocast_for
 from dgn.errors import DGNError
 from dgn.inspect.receptive import ReceptiveFields
 from dgn.layers import forward_to
 from dgn.models import Classifier, input_shape
 from dgn.objectives import UnitObjective
-from dgn.synthesis import (
-    IterateTracker,
-    Row,
-    RowsResult,
-    TargetPlanner,
-    autocast_for,
-    resolve_device,
-    run_in_chunks,
-)
+from dgn.synthesis import Row, RowsResult, TargetPlanner, resolve_device, run_in_chunks
 from dgn.targets import Target
 
 STEP_RULES = ("l1", "raw", "progress")

@@ -1,7 +1,9 @@
 """Objectives: one scalar per batch row, computed from the captured layer outputs.
 
-An objective knows which layers it needs (``layers``), evaluates a batch (``__call__``) and can be
-restricted to a subset of its rows (``rows``) so a long list of rows can be run in chunks.
+An objective knows which layers it needs (``layers``) and evaluates a batch: ``objective(acts, params)``
+gives a (B,) tensor, ``params`` being the optimised parameters (codes or images) for terms such as a
+code penalty. Objectives compose: ``a + b``, ``a - b``, ``2.0 * a`` and ``-a`` are objectives too, and
+any callable with a ``layers`` attribute can take part (see :func:`as_objective`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,73 @@ import torch
 import torch.nn.functional as F
 
 from dgn.targets import Target
+
+
+class Objective:
+    """Base of the composable objectives: subclasses set ``layers`` and implement ``__call__``."""
+
+    layers: tuple[str, ...] = ()
+
+    def __call__(self, acts: dict[str, torch.Tensor], params: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __add__(self, other) -> Objective:
+        return Sum(self, as_objective(other))
+
+    def __sub__(self, other) -> Objective:
+        return Sum(self, as_objective(other), subtract=True)
+
+    def __mul__(self, factor: float) -> Objective:
+        return Scaled(self, float(factor))
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> Objective:
+        return Scaled(self, -1.0)
+
+
+def as_objective(value) -> Objective:
+    """An :class:`Objective` as it is; any callable ``f(acts, params) -> (B,)`` with a ``layers`` attribute,
+    wrapped."""
+    if isinstance(value, Objective):
+        return value
+    if callable(value) and hasattr(value, "layers"):
+        return _Wrapped(value)
+    raise TypeError(f"not an objective: {value!r} (needs __call__(acts, params) and a layers attribute)")
+
+
+def _union(*layer_lists: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(name for layers in layer_lists for name in layers))
+
+
+class _Wrapped(Objective):
+    def __init__(self, function) -> None:
+        self.function, self.layers = function, tuple(function.layers)
+
+    def __call__(self, acts, params=None):
+        return self.function(acts, params)
+
+
+class Sum(Objective):
+    """``left + right`` (or ``left - right``), row by row."""
+
+    def __init__(self, left: Objective, right: Objective, subtract: bool = False) -> None:
+        self.left, self.right, self.subtract = left, right, subtract
+        self.layers = _union(left.layers, right.layers)
+
+    def __call__(self, acts, params=None):
+        a, b = self.left(acts, params), self.right(acts, params)
+        return a - b if self.subtract else a + b
+
+
+class Scaled(Objective):
+    """``factor * inner``, row by row."""
+
+    def __init__(self, inner: Objective, factor: float) -> None:
+        self.inner, self.factor, self.layers = inner, factor, inner.layers
+
+    def __call__(self, acts, params=None):
+        return self.factor * self.inner(acts, params)
 
 
 class UnitIndex:
@@ -56,8 +125,8 @@ def balance_penalty(difference: torch.Tensor, smoothing: float = 0.0) -> torch.T
     return torch.sqrt(difference * difference + smoothing * smoothing) - smoothing
 
 
-@dataclass
-class UnitObjective:
+@dataclass(eq=False)
+class UnitObjective(Objective):
     """Maximise one unit per row (the DGN-AM objective), or a pair of units (DGN-AM supplement S8, eq. 2).
 
     A row with a partner unit b maximises ``a + b - gamma * |a - b|``; every row also pays
@@ -113,3 +182,49 @@ class UnitObjective:
         partners = [self.partners[i] for i in index] if self.partners else None
         return UnitObjective([self.targets[i] for i in index], self.post_relu, partners, self.gamma, self.code_penalty,
                              self.smoothing)
+
+
+class UnitReference(Objective):
+    """(B,) what a class-contrastive score subtracts from each row's unit (pair rows: 0).
+
+    ``kind`` "contrast": the mean of the other units of the row's layer at its position; "log_softmax":
+    their log-sum-exp, so ``unit - reference`` is the unit's log-probability among its layer's units.
+
+    Args:
+        targets: one resolved target per row.
+        kind: "contrast" or "log_softmax".
+        partners: per row, a second target or None (pair rows get no reference).
+    """
+
+    KINDS = ("contrast", "log_softmax")
+
+    def __init__(self, targets: Sequence[Target], kind: str, partners: Sequence[Target | None] | None = None) -> None:
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown reference {kind!r}; valid: {', '.join(self.KINDS)}")
+        self.targets, self.kind = list(targets), kind
+        self.partners = list(partners) if partners is not None else [None] * len(self.targets)
+        self.by_layer: dict[str, list[int]] = {}
+        for i, (target, partner) in enumerate(zip(self.targets, self.partners)):
+            if partner is None:
+                self.by_layer.setdefault(target.layer, []).append(i)
+        self.layers = tuple(self.by_layer)
+
+    def __call__(self, acts, params=None):
+        device = next(iter(acts.values())).device
+        out = torch.zeros(len(self.targets), dtype=torch.float32, device=device)
+        for layer, index in self.by_layer.items():
+            a = acts[layer].float()
+            where = torch.tensor(index, device=device)
+            if a.dim() == 2:
+                units = a[where]
+            else:
+                ys = torch.tensor([self.targets[i].position[0] for i in index], device=device)
+                xs = torch.tensor([self.targets[i].position[1] for i in index], device=device)
+                units = a[where, :, ys, xs]  # (rows, channels): advanced indices around a slice go first
+            if self.kind == "log_softmax":
+                ref = torch.logsumexp(units, 1)
+            else:
+                own = units.gather(1, torch.tensor([self.targets[i].unit for i in index], device=device)[:, None])[:, 0]
+                ref = (units.sum(1) - own) / max(units.shape[1] - 1, 1)
+            out = out.index_put((where,), ref)
+        return out

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -26,11 +25,12 @@ import torch
 import torch.nn.functional as F
 
 from dgn import spaces
+from dgn.engine import ActMaxStep, BoxDecay, Problem, autocast_for, optimise
 from dgn.errors import DGNError
 from dgn.inspect.receptive import ReceptiveFields
 from dgn.layers import forward_to, resolve_layer
 from dgn.models import Classifier, Generator, input_shape
-from dgn.objectives import UnitObjective
+from dgn.objectives import UnitObjective, UnitReference
 from dgn.targets import Target, as_target, resolve_target, split_pair
 
 SCORES = ("unit", "contrast", "log_softmax")
@@ -171,57 +171,6 @@ class RowsResult:
         )
 
 
-@dataclass
-class IterateTracker:
-    """Per-row bookkeeping of an act_max-style loop, shared by every optimiser of this package.
-
-    Records, for the iterate evaluated at each step (before its update): the activation at the first
-    step, at the last step of each row and at its best step, and the last and best iterates themselves.
-    Rows whose gradient vanished are stopped (``active`` False), as act_max stopped.
-    """
-
-    last: torch.Tensor
-    best: torch.Tensor
-    act_start: torch.Tensor
-    act_end: torch.Tensor
-    act_best: torch.Tensor
-    best_step: torch.Tensor
-    active: torch.Tensor
-
-    @classmethod
-    def starting_from(cls, first: torch.Tensor) -> IterateTracker:
-        """A tracker for a batch whose first iterates are ``first`` (batch dimension first)."""
-        batch, device = first.shape[0], first.device
-        zeros = torch.zeros(batch, device=device)
-        return cls(first.clone(), first.clone(), zeros, zeros.clone(), torch.full((batch,), -math.inf, device=device),
-                   torch.zeros(batch, dtype=torch.long, device=device), torch.ones(batch, dtype=torch.bool, device=device))
-
-    def record(self, step: int, values: torch.Tensor, iterate: torch.Tensor) -> None:
-        """Note each active row's objective ``values`` for the ``iterate`` evaluated at ``step``."""
-        per_row = (-1,) + (1,) * (iterate.dim() - 1)
-        if step == 0:
-            self.act_start = values.clone()
-        self.act_end = torch.where(self.active, values, self.act_end)
-        self.last = torch.where(self.active.view(per_row), iterate, self.last)
-        better = (values > self.act_best) & self.active
-        self.act_best = torch.where(better, values, self.act_best)
-        self.best_step = torch.where(better, torch.full_like(self.best_step, step), self.best_step)
-        self.best = torch.where(better.view(per_row), iterate, self.best)
-
-    def gate(self, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Which rows take this step, from their gradient: not NaN/inf and not vanished.
-
-        Returns:
-            (moving, scale, finite): rows to update, each row's mean |grad| (act_max's step normaliser),
-            and rows with a finite gradient. Rows whose gradient vanished stop for good.
-        """
-        scale = grad.abs().flatten(1).mean(1)
-        finite = torch.isfinite(grad).flatten(1).all(1) & torch.isfinite(scale)
-        moving = self.active & finite & (scale > 0)
-        self.active = self.active & ~(finite & (scale == 0))
-        return moving, scale, finite
-
-
 class RowTransforms:
     """Random robustness transforms of the classifier's input (shift, scale, flip), one draw per row and step.
 
@@ -252,35 +201,6 @@ class RowTransforms:
         theta = self.thetas(*images.shape[-2:]).to(images.device, images.dtype)
         grid = F.affine_grid(theta, list(images.shape), align_corners=False)
         return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-
-
-def score_reference(acts: dict[str, torch.Tensor], rows: Sequence[Row], score: str) -> torch.Tensor:
-    """(B,) what ``score`` subtracts from each row's objective: nothing ("unit"), the mean of the other units
-    of the row's layer at its position ("contrast") or their log-sum-exp ("log_softmax"). Pair rows: 0."""
-    device = next(iter(acts.values())).device
-    out = torch.zeros(len(rows), dtype=torch.float32, device=device)
-    if score == "unit":
-        return out
-    by_layer: dict[str, list[int]] = {}
-    for i, row in enumerate(rows):
-        if row.partner is None:
-            by_layer.setdefault(row.target.layer, []).append(i)
-    for layer, index in by_layer.items():
-        a = acts[layer].float()
-        where = torch.tensor(index, device=device)
-        if a.dim() == 2:
-            units = a[where]
-        else:
-            ys = torch.tensor([rows[i].target.position[0] for i in index], device=device)
-            xs = torch.tensor([rows[i].target.position[1] for i in index], device=device)
-            units = a[where, :, ys, xs]  # (rows, channels): advanced indices around a slice go first
-        if score == "log_softmax":
-            ref = torch.logsumexp(units, 1)
-        else:
-            own = units.gather(1, torch.tensor([rows[i].target.unit for i in index], device=device)[:, None])[:, 0]
-            ref = (units.sum(1) - own) / max(units.shape[1] - 1, 1)
-        out = out.index_put((where,), ref)
-    return out
 
 
 def run_in_chunks(
@@ -332,13 +252,6 @@ def plan_rows(
         for t, label, partner in zip(targets, labels, partners)
         for r in range(restarts)
     ]
-
-
-def autocast_for(device: torch.device, precision: str):
-    """bf16 autocast on ``device`` for precision "bf16"; nothing for "fp32"."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return nullcontext()
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -463,50 +376,21 @@ class DGNAM(TargetPlanner):
         objective = objective or self.objective(rows)
         if codes is None:
             codes = initial_codes([r.seed for r in rows], code_shape)
-        code = codes.to(self.device, torch.float32).clone()
         bound = upper_bound if upper_bound is not None else self.generator.default_upper_bound
         upper = upper_bound_tensor(bound, code_shape)
-        upper = upper.to(self.device) if upper is not None else None
-        batch = code.shape[0]
-        per_row = (batch,) + (1,) * len(code_shape)
-
-        track = IterateTracker.starting_from(code)
-        transform = RowTransforms(rows, s.jitter, s.scale_jitter, s.flip) if s.transforms else None
-        for step in range(s.steps):
-            if step == s.steps - 1:  # the last iterate is the result: evaluate it, its update would be unused
-                with torch.no_grad(), autocast_for(self.device, s.precision):
-                    image = self.image_for_classifier(code)
-                    values = objective(forward_to(self.classifier.module, image, objective.layers, s.stop_early), code)
-                track.record(step, values.float(), code)
-                break
-            live = code.detach().requires_grad_(True)
-            with autocast_for(self.device, s.precision):
-                image = self.image_for_classifier(live)
-                if transform is not None:
-                    seen = image.detach()
-                    image = transform(image)
-                acts = forward_to(self.classifier.module, image, objective.layers, s.stop_early)
-                values = objective(acts, live)
-                score = values - score_reference(acts, rows, s.score) if s.score != "unit" else values
-            (grad,) = torch.autograd.grad(score.sum(), live)
-            if transform is not None:  # record the untransformed image's activation, as every other step
-                with torch.no_grad(), autocast_for(self.device, s.precision):
-                    values = objective(forward_to(self.classifier.module, seen, objective.layers, s.stop_early), code)
-            track.record(step, values.detach().float(), code)
-
-            grad = grad.float()
-            moving, scale, _ = track.gate(grad)
-            updated = code + s.lr(step) * grad / scale.clamp_min(1e-30).view(per_row)
-            if s.lower_bound is not None:
-                updated = updated.clamp_min(s.lower_bound)
-            if upper is not None:
-                updated = torch.minimum(updated, upper)
-            updated = updated * s.decay
-            code = torch.where(moving.view(per_row), updated, code)
-            if progress is not None:
-                progress(batch)
-        if progress is not None:
-            progress(batch)
+        module = self.classifier.module
+        problem = Problem(
+            start=codes.to(self.device, torch.float32),
+            image=self.image_for_classifier,
+            forward=lambda image: forward_to(module, image, objective.layers, s.stop_early),
+            objective=objective,
+            step=ActMaxStep(s.lr_start, s.lr_end, s.steps),
+            project=BoxDecay(s.lower_bound, upper.to(self.device) if upper is not None else None, s.decay),
+            ascend=(objective - UnitReference([r.target for r in rows], s.score, [r.partner for r in rows])
+                    if s.score != "unit" else None),
+            transform=RowTransforms(rows, s.jitter, s.scale_jitter, s.flip) if s.transforms else None,
+        )
+        track = optimise(problem, s.steps, s.precision, progress)
         pair_end = None
         if isinstance(objective, UnitObjective) and objective.partners and any(objective.partners):
             with torch.no_grad(), autocast_for(self.device, s.precision):

@@ -32,12 +32,14 @@ import torch
 from PIL import Image, ImageSequence
 
 from dgn import spaces
+from dgn.engine import ActMaxStep, BoxDecay, Problem, optimise
 from dgn.errors import DGNError
 from dgn.files import atomic_write, atomic_write_json
 from dgn.models import Classifier, Generator
 from dgn.nets.lrcn import LRCN
+from dgn.objectives import Objective
 from dgn.render import montage, save_png, to_uint8
-from dgn.synthesis import IterateTracker, initial_codes, resolve_device, upper_bound_tensor
+from dgn.synthesis import initial_codes, resolve_device, upper_bound_tensor
 
 MODES = ("continuous", "protocol")
 OBJECTIVES = ("logit", "softmax")
@@ -340,6 +342,33 @@ class VideoResult:
     extras: dict = field(default_factory=dict)
 
 
+class VideoClassObjective(Objective):
+    """A video's class score (mean logit or mean softmax over the layout's steps and windows) minus
+    ``smoothness`` times the mean squared difference of consecutive frames' codes.
+
+    Reads ``acts["logits"]`` (time, windows, classes) of one video; ``params``: (1, F, *code_shape).
+    """
+
+    layers = ("logits",)
+
+    def __init__(self, class_index: int, kind: str = "logit", smoothness: float = 0.0) -> None:
+        self.class_index, self.kind, self.smoothness = class_index, kind, smoothness
+
+    def score(self, acts: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The class term alone (a scalar)."""
+        logits = acts["logits"]
+        if self.kind == "logit":
+            return logits[..., self.class_index].mean()
+        return torch.softmax(logits, -1)[..., self.class_index].mean()
+
+    def __call__(self, acts: dict[str, torch.Tensor], params: torch.Tensor | None = None) -> torch.Tensor:
+        value = self.score(acts)
+        if self.smoothness > 0 and params is not None and params.shape[1] > 1:
+            codes = params[0]
+            value = value - self.smoothness * (codes[1:] - codes[:-1]).pow(2).mean()
+        return value.view(1)
+
+
 class VideoSynthesizer:
     """Optimise one generator code per frame so an LRCN's class unit fires over the whole video.
 
@@ -371,19 +400,19 @@ class VideoSynthesizer:
         """G(codes) in the LRCN's pixel space and input size."""
         return spaces.convert(self.generator(codes), self.generator.space, self.model.space, self.settings.fit_mode)
 
+    def logits(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The LRCN's logits (time, windows, classes) of frames in its pixel space, in the temporal layout."""
+        return {"logits": self.lrcn.sequence(self.lrcn.features(frames)[self._index], self._cont)}
+
+    def objective(self, class_index: int) -> VideoClassObjective:
+        """The objective of a video of ``class_index``: its class score minus the smoothness penalty."""
+        return VideoClassObjective(class_index, self.settings.objective, self.settings.smoothness)
+
     def terms(self, codes: torch.Tensor, class_index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(objective, class score) of a video's codes: the score minus the smoothness penalty."""
-        s = self.settings
-        feats = self.lrcn.features(self.frames_for_model(codes))
-        logits = self.lrcn.sequence(feats[self._index], self._cont)
-        if s.objective == "logit":
-            score = logits[..., class_index].mean()
-        else:
-            score = torch.softmax(logits, -1)[..., class_index].mean()
-        objective = score
-        if s.smoothness > 0 and codes.shape[0] > 1:
-            objective = objective - s.smoothness * (codes[1:] - codes[:-1]).pow(2).mean()
-        return objective, score
+        """(objective, class score) of a video's codes (F, *code_shape): the score minus the smoothness penalty."""
+        objective = self.objective(class_index)
+        acts = self.logits(self.frames_for_model(codes))
+        return objective(acts, codes[None])[0], objective.score(acts)
 
     def initial_codes(self, seed: int) -> torch.Tensor:
         """Per-frame N(0, 1) codes (frame f from seed ``seed + f``), or one shared code with ``shared_start``."""
@@ -412,34 +441,18 @@ class VideoSynthesizer:
             raise DGNError(f"initial codes must have shape {(s.frames, *shape)}, got {tuple(code.shape)}")
         bound = upper_bound if upper_bound is not None else self.generator.default_upper_bound
         upper = upper_bound_tensor(bound, shape)
-        upper = upper.to(self.device) if upper is not None else None
-        per_frame = (s.frames,) + (1,) * len(shape)
-        track = IterateTracker.starting_from(code.unsqueeze(0))
-        score = torch.zeros(())
-        for step in range(s.steps):
-            if step == s.steps - 1:  # the last iterate is the result: evaluate it, no update
-                with torch.no_grad():
-                    value, score = self.terms(code, class_index)
-                track.record(step, value.view(1), code.unsqueeze(0))
-                break
-            live = code.detach().requires_grad_(True)
-            value, score = self.terms(live, class_index)
-            (grad,) = torch.autograd.grad(value, live)
-            track.record(step, value.detach().view(1), code.unsqueeze(0))
-            moving, _, _ = track.gate(grad.unsqueeze(0))
-            if bool(moving[0]):
-                scale = grad.abs().flatten(1).mean(1)  # act_max's normaliser, per frame
-                step_size = torch.where(scale > 0, s.lr(step) / scale.clamp_min(1e-30), torch.zeros_like(scale))
-                updated = code + step_size.view(per_frame) * grad
-                if s.lower_bound is not None:
-                    updated = updated.clamp_min(s.lower_bound)
-                if upper is not None:
-                    updated = torch.minimum(updated, upper)
-                code = updated * s.decay
-            if progress is not None:
-                progress(1)
-        if progress is not None:
-            progress(1)
+        objective = self.objective(class_index)
+        problem = Problem(  # one row: the video, its frames' codes along the second dimension
+            start=code[None],
+            image=lambda video: self.frames_for_model(video[0]),
+            forward=self.logits,
+            objective=objective,
+            step=ActMaxStep(s.lr_start, s.lr_end, s.steps, per="frame"),
+            project=BoxDecay(s.lower_bound, upper.to(self.device) if upper is not None else None, s.decay),
+        )
+        track = optimise(problem, s.steps, progress=progress)
+        with torch.no_grad():
+            score = objective.score(self.logits(self.frames_for_model(track.last[0])))
         return VideoResult(
             class_index, track.last[0].cpu(), track.best[0].cpu(), float(track.act_start[0]), float(track.act_end[0]),
             float(track.act_best[0]), int(track.best_step[0]), float(score),

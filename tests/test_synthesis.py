@@ -6,7 +6,8 @@ from dgn import spaces
 from dgn.errors import DGNError
 from dgn.layers import forward_to, hooks_left
 from dgn.models import load_classifier, load_generator
-from dgn.synthesis import DGNAM, ActMaxSettings, RowTransforms, initial_codes, score_reference
+from dgn.objectives import UnitReference
+from dgn.synthesis import DGNAM, ActMaxSettings, RowTransforms, initial_codes
 from tests.tiny import CODE, tiny_pair
 
 TARGETS = ["fc8:0", "fc8:3", "fc6:7", "conv2:2", "conv1:4@3,5"]
@@ -175,12 +176,13 @@ def test_scores_subtract_the_other_units_mean_or_their_log_sum_exp():
     rows = dgnam.plan(["fc8:1", "conv2:3@2,5"])
     acts = {"fc8": torch.randn(2, 5), "conv2": torch.randn(2, 8, 9, 9)}
     others = torch.cat([acts["fc8"][0, :1], acts["fc8"][0, 2:]]).mean()
-    contrast = score_reference(acts, rows, "contrast")
+    targets = [r.target for r in rows]
+    contrast = UnitReference(targets, "contrast")(acts)
     torch.testing.assert_close(contrast[0], others)
     torch.testing.assert_close(contrast[1], torch.cat([acts["conv2"][1, :3, 2, 5], acts["conv2"][1, 4:, 2, 5]]).mean())
-    softmax = score_reference(acts, rows, "log_softmax")
+    softmax = UnitReference(targets, "log_softmax")(acts)
     torch.testing.assert_close(softmax[0], torch.logsumexp(acts["fc8"][0], 0))
-    assert torch.equal(score_reference(acts, rows, "unit"), torch.zeros(2))
+    assert UnitReference(targets, "contrast", [targets[1], None])(acts)[0] == 0  # a pair row has no reference
 
 
 def test_contrast_score_raises_the_targets_lead_and_reports_the_units_own_activation(one_thread):

@@ -1,0 +1,204 @@
+"""The one optimisation loop: every method of dgn is a :class:`Problem` handed to :func:`optimise`.
+
+A problem is made of values: parameters, one row each (generator codes, a video's frame codes, ...);
+a parameterisation that turns them into the model's input (``image``); the model's forward pass up to
+the layers the objective reads (``forward``); an objective giving one value per row; a step rule and a
+projection that move the parameters. The loop around them is written once, here:
+
+    for each step but the last:
+        params -> image -> [robustness transform] -> forward -> ascend(acts, params) -> gradient
+        record objective(acts of the untransformed image, params) for the iterate just evaluated
+        rows with a NaN/inf gradient skip the step; a row whose gradient vanished stops for good
+        params <- project(step(params, gradient))
+    last step: evaluate only (its update would be unused), as act_max returns the last iterate
+
+Rows are independent: nothing here mixes values across the batch dimension, so a batch gives the same
+result as its rows run one by one (up to the float kernels' batch-invariance).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+
+Tensor = torch.Tensor
+Objective = Callable[[dict[str, Tensor], Tensor], Tensor]
+
+
+def autocast_for(device: torch.device, precision: str):
+    """bf16 autocast on ``device`` for precision "bf16"; nothing for "fp32"."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+@dataclass
+class IterateTracker:
+    """Per-row bookkeeping of the loop: activation at the first, last and best step, and those iterates.
+
+    Records, for the iterate evaluated at each step (before its update): the value at the first step, at
+    the last step of each row and at its best step, and the last and best iterates themselves. Rows
+    whose gradient vanished are stopped (``active`` False), as act_max stopped.
+    """
+
+    last: Tensor
+    best: Tensor
+    act_start: Tensor
+    act_end: Tensor
+    act_best: Tensor
+    best_step: Tensor
+    active: Tensor
+
+    @classmethod
+    def starting_from(cls, first: Tensor) -> IterateTracker:
+        """A tracker for a batch whose first iterates are ``first`` (batch dimension first)."""
+        batch, device = first.shape[0], first.device
+        zeros = torch.zeros(batch, device=device)
+        return cls(first.clone(), first.clone(), zeros, zeros.clone(), torch.full((batch,), -math.inf, device=device),
+                   torch.zeros(batch, dtype=torch.long, device=device), torch.ones(batch, dtype=torch.bool, device=device))
+
+    def record(self, step: int, values: Tensor, iterate: Tensor) -> None:
+        """Note each active row's objective ``values`` for the ``iterate`` evaluated at ``step``."""
+        per_row = (-1,) + (1,) * (iterate.dim() - 1)
+        if step == 0:
+            self.act_start = values.clone()
+        self.act_end = torch.where(self.active, values, self.act_end)
+        self.last = torch.where(self.active.view(per_row), iterate, self.last)
+        better = (values > self.act_best) & self.active
+        self.act_best = torch.where(better, values, self.act_best)
+        self.best_step = torch.where(better, torch.full_like(self.best_step, step), self.best_step)
+        self.best = torch.where(better.view(per_row), iterate, self.best)
+
+    def gate(self, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Which rows take this step, from their gradient: not NaN/inf and not vanished.
+
+        Returns:
+            (moving, scale, finite): rows to update, each row's mean |grad| (act_max's step normaliser),
+            and rows with a finite gradient. Rows whose gradient vanished stop for good.
+        """
+        scale = grad.abs().flatten(1).mean(1)
+        finite = torch.isfinite(grad).flatten(1).all(1) & torch.isfinite(scale)
+        moving = self.active & finite & (scale > 0)
+        self.active = self.active & ~(finite & (scale == 0))
+        return moving, scale, finite
+
+
+@dataclass(frozen=True)
+class ActMaxStep:
+    """act_max's step: ``x + lr(step) * g / mean|g|``, lr linear from ``lr_start`` towards ``lr_end``.
+
+    Args:
+        lr_start, lr_end: the schedule, reaching ``lr_end`` after ``steps`` steps (as act_max computes it).
+        steps: the run's length.
+        per: the normaliser's group: "row" (one mean |g| per row, DGN-AM) or "frame" (one per entry of the
+            second dimension, the video codes' frames).
+    """
+
+    lr_start: float
+    lr_end: float
+    steps: int
+    per: str = "row"
+
+    def lr(self, step: int) -> float:
+        return self.lr_start + (self.lr_end - self.lr_start) * step / self.steps
+
+    def __call__(self, params: Tensor, grad: Tensor, step: int, row_scale: Tensor) -> Tensor:
+        lr = self.lr(step)
+        if self.per == "frame":  # written as the video loop always was, (lr / scale) * g: the same bits
+            scale = grad.abs().flatten(2).mean(2)
+            rate = torch.where(scale > 0, lr / scale.clamp_min(1e-30), torch.zeros_like(scale))
+            return params + rate.view(*rate.shape, *(1,) * (grad.dim() - 2)) * grad
+        return params + lr * grad / row_scale.clamp_min(1e-30).view(-1, *(1,) * (grad.dim() - 1))
+
+
+@dataclass(frozen=True)
+class BoxDecay:
+    """act_max's projection: clip to [lower, upper] (each may be None), then multiply by ``decay``."""
+
+    lower: float | None = 0.0
+    upper: Tensor | None = None
+    decay: float = 1.0
+
+    def __call__(self, params: Tensor) -> Tensor:
+        if self.lower is not None:
+            params = params.clamp_min(self.lower)
+        if self.upper is not None:
+            params = torch.minimum(params, self.upper)
+        return params * self.decay
+
+
+@dataclass
+class Problem:
+    """One batch of independent rows to optimise, as values.
+
+    Attributes:
+        start: (B, ...) initial parameters, one row each.
+        image: parameters -> the model's input (differentiable).
+        forward: the model's input -> the captured outputs the objectives read.
+        objective: ``(acts, params) -> (B,)``: what is recorded (start, end, best) for each iterate.
+        step: ``(params, grad, step, row_mean_abs_grad) -> params`` before projection.
+        project: keeps parameters in bounds after each step.
+        ascend: what the gradient follows, when it differs from ``objective`` (e.g. a contrastive score).
+        transform: random robustness transform of the model's input on gradient steps; the recorded
+            value is always that of the untransformed input.
+    """
+
+    start: Tensor
+    image: Callable[[Tensor], Tensor]
+    forward: Callable[[Tensor], dict[str, Tensor]]
+    objective: Objective
+    step: Callable[[Tensor, Tensor, int, Tensor], Tensor]
+    project: Callable[[Tensor], Tensor] = lambda params: params
+    ascend: Objective | None = None
+    transform: Callable[[Tensor], Tensor] | None = None
+
+
+def optimise(problem: Problem, steps: int, precision: str = "fp32",
+             progress: Callable[[int], None] | None = None) -> IterateTracker:
+    """Run the loop for ``steps`` steps (the last only evaluates) and return its tracker.
+
+    Args:
+        problem: the rows and the values that define the method.
+        steps: steps per row, >= 1.
+        precision: "fp32", or "bf16" for the image and forward pass under autocast (parameters, the
+            gradient and the step stay in fp32).
+        progress: called after each step with the number of rows it advanced.
+    """
+    p = problem
+    x = p.start.float().clone()
+    device, batch = x.device, x.shape[0]
+    per_row = (batch,) + (1,) * (x.dim() - 1)
+    ascend = p.ascend or p.objective
+    track = IterateTracker.starting_from(x)
+    for step in range(steps):
+        if step == steps - 1:  # the last iterate is the result: evaluate it, its update would be unused
+            with torch.no_grad(), autocast_for(device, precision):
+                values = p.objective(p.forward(p.image(x)), x)
+            track.record(step, values.float(), x)
+            break
+        live = x.detach().requires_grad_(True)
+        with autocast_for(device, precision):
+            image = p.image(live)
+            if p.transform is not None:
+                seen = image.detach()
+                image = p.transform(image)
+            acts = p.forward(image)
+            values = p.objective(acts, live)
+            target = ascend(acts, live) if p.ascend is not None else values
+        (grad,) = torch.autograd.grad(target.sum(), live)
+        if p.transform is not None:  # record the untransformed input's value, as every other step
+            with torch.no_grad(), autocast_for(device, precision):
+                values = p.objective(p.forward(seen), x)
+        track.record(step, values.detach().float(), x)
+        grad = grad.float()
+        moving, scale, _ = track.gate(grad)
+        x = torch.where(moving.view(per_row), p.project(p.step(x, grad, step, scale)), x)
+        if progress is not None:
+            progress(batch)
+    if progress is not None:
+        progress(batch)
+    return track
