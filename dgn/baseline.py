@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from dgn import regularisers as R
 from dgn import spaces
-from dgn.engine import IterateTracker, autocast_for
+from dgn.engine import IterateTracker, Problem, StepInfo, optimise
 from dgn.errors import DGNError
 from dgn.inspect.receptive import ReceptiveFields
 from dgn.layers import forward_to
@@ -310,6 +310,30 @@ def image_gradient_only(module: torch.nn.Module) -> Iterator[None]:
             conv.__dict__.pop("forward", None)
 
 
+class _ImageStep:
+    """Image-space AM's step rule: gradient regularisers, the settings' step (l1, raw or progress, with
+    optional per-row lr noise), image regularisers and the optional pixel clamp."""
+
+    def __init__(self, am: ImageAM, lr: float, rngs: list[torch.Generator], targets: list[Target]) -> None:
+        self.am, self.lr, self.rngs, self.targets = am, lr, rngs, targets
+        self.grad_regs, self.image_regs = am.settings.stage("grad"), am.settings.stage("image")
+
+    def __call__(self, x: torch.Tensor, grad: torch.Tensor, info: StepInfo) -> torch.Tensor:
+        ctx = R.Context(info.step, self.rngs, self.am._offset, acts=info.acts, targets=self.targets)
+        g = grad
+        for reg in self.grad_regs:
+            g = reg(g, ctx)
+        mean_abs = g.abs().flatten(1).mean(1) if self.grad_regs else info.row_scale
+        finite = torch.isfinite(g).flatten(1).all(1) & torch.isfinite(mean_abs)
+        if not bool(finite.all()):
+            g = torch.where(finite.view(-1, 1, 1, 1), g, torch.zeros_like(g))
+        updated = torch.addcmul(x, self.am._rates(g, self.lr, self.rngs, mean_abs).view(-1, 1, 1, 1), g)
+        ctx.grad = g
+        for reg in self.image_regs:
+            updated = reg(updated, ctx)
+        return self.am._clamp(updated) if self.am.settings.clip_pixels else updated
+
+
 class ImageAM(TargetPlanner):
     """Image-space activation maximisation of classifier units, many rows per batch.
 
@@ -412,68 +436,44 @@ class ImageAM(TargetPlanner):
 
     def _run(self, rows: Sequence[Row], start: torch.Tensor, lr: float, objective: Callable,
              progress: Callable[[int], None] | None) -> IterateTracker:
+        """One run of the engine per octave, carrying the detail found so far onto the next, larger base."""
         s = self.settings
         module = self.classifier.module
-        batch = start.shape[0]
-        per_row = (batch, 1, 1, 1)
         rngs = [torch.Generator().manual_seed(r.seed) for r in rows]
         targets = [r.target for r in rows]
-        inputs, grad_regs, image_regs = s.stage("input"), s.stage("grad"), s.stage("image")
+        inputs = s.stage("input")
         # oneDNN's convolutions run ~10% faster on channels-last inputs (same values, another layout).
         layout = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
 
-        def net_input(images: torch.Tensor) -> torch.Tensor:
-            return self.to_classifier(images).contiguous(memory_format=layout)
+        def transform(image: torch.Tensor, step: int) -> torch.Tensor:
+            ctx = R.Context(step, rngs, self._offset, targets=targets)
+            for reg in inputs:
+                image = reg(image, ctx)
+            return image
 
         sizes = self.octave_sizes()
         bases = [start]
         for size in reversed(sizes[:-1]):
             bases.insert(0, _resize(bases[0], size))
         x = self._clamp(bases[0]) if s.clip_pixels else bases[0].clone()
-
-        track = IterateTracker.starting_from(start)
-        step = 0
-        for octave, (size, n_steps) in enumerate(zip(sizes, s.octave_steps())):
+        track, step = None, 0
+        octave_steps = s.octave_steps()
+        for octave, (size, n_steps) in enumerate(zip(sizes, octave_steps)):
             if octave > 0:  # DeepDream: carry the detail found so far onto the next, larger base
                 x = bases[octave] + _resize(x - bases[octave - 1], size)
-            for _ in range(n_steps):
-                ctx = R.Context(step, rngs, self._offset, targets=targets)
-                live = x.detach().requires_grad_(True)
-                with autocast_for(self.device, s.precision):
-                    full = _resize(live, self.size)
-                    seen = full
-                    for reg in inputs:
-                        seen = reg(seen, ctx)
-                    acts = forward_to(module, net_input(seen), objective.layers, s.stop_early)
-                    values = objective(acts, full)
-                (grad,) = torch.autograd.grad(values.sum(), live)
-                full = full.detach().float()
-                if inputs:  # record the activation of the image itself, not of its jittered view
-                    with torch.no_grad(), autocast_for(self.device, s.precision):
-                        plain = forward_to(module, net_input(full), objective.layers, s.stop_early)
-                        values = objective(plain, full)
-                values = values.detach().float()
-
-                track.record(step, values, full)  # the iterate just evaluated, before its update
-
-                if step < s.steps - 1:  # the last iterate is the result; its update would be unused
-                    ctx.acts = {k: v.detach() for k, v in acts.items()}
-                    g = grad.float()
-                    for reg in grad_regs:
-                        g = reg(g, ctx)
-                    moving, mean_abs, finite = track.gate(g)
-                    if not bool(finite.all()):
-                        g = torch.where(finite.view(per_row), g, torch.zeros_like(g))
-                    updated = torch.addcmul(x, self._rates(g, lr, rngs, mean_abs).view(per_row), g)
-                    ctx.grad = g
-                    for reg in image_regs:
-                        updated = reg(updated, ctx)
-                    if s.clip_pixels:
-                        updated = self._clamp(updated)
-                    x = updated if bool(moving.all()) else torch.where(moving.view(per_row), updated, x)
-                if progress is not None:
-                    progress(batch)
-                step += 1
+            problem = Problem(
+                start=x,
+                image=lambda params: _resize(params, self.size),
+                forward=lambda image: forward_to(module, self.to_classifier(image).contiguous(memory_format=layout),
+                                                 objective.layers, s.stop_early),
+                objective=objective,
+                step=_ImageStep(self, lr, rngs, targets),
+                transform=transform if inputs else None,
+                iterate=lambda params: _resize(params, self.size),
+            )
+            last = octave == len(sizes) - 1
+            track = optimise(problem, n_steps, s.precision, progress, track, step, evaluate_last=last)
+            x, step = track.params, step + n_steps
         return track
 
     def optimise(

@@ -52,6 +52,7 @@ class IterateTracker:
     act_best: Tensor
     best_step: Tensor
     active: Tensor
+    params: Tensor | None = None  # the parameters the loop ended on (after the last update, if any)
 
     @classmethod
     def starting_from(cls, first: Tensor) -> IterateTracker:
@@ -87,6 +88,21 @@ class IterateTracker:
         return moving, scale, finite
 
 
+@dataclass
+class StepInfo:
+    """What a step rule may need besides the parameters and their gradient.
+
+    Attributes:
+        step: the step index (counted over the whole run, e.g. across octaves).
+        row_scale: (B,) each row's mean |gradient|.
+        acts: this step's captured outputs, detached (of the transformed input the gradient came from).
+    """
+
+    step: int
+    row_scale: Tensor
+    acts: dict[str, Tensor]
+
+
 @dataclass(frozen=True)
 class ActMaxStep:
     """act_max's step: ``x + lr(step) * g / mean|g|``, lr linear from ``lr_start`` towards ``lr_end``.
@@ -106,8 +122,8 @@ class ActMaxStep:
     def lr(self, step: int) -> float:
         return self.lr_start + (self.lr_end - self.lr_start) * step / self.steps
 
-    def __call__(self, params: Tensor, grad: Tensor, step: int, row_scale: Tensor) -> Tensor:
-        lr = self.lr(step)
+    def __call__(self, params: Tensor, grad: Tensor, info: StepInfo) -> Tensor:
+        lr, row_scale = self.lr(info.step), info.row_scale
         if self.per == "frame":  # written as the video loop always was, (lr / scale) * g: the same bits
             scale = grad.abs().flatten(2).mean(2)
             rate = torch.where(scale > 0, lr / scale.clamp_min(1e-30), torch.zeros_like(scale))
@@ -140,26 +156,28 @@ class Problem:
         image: parameters -> the model's input (differentiable).
         forward: the model's input -> the captured outputs the objectives read.
         objective: ``(acts, params) -> (B,)``: what is recorded (start, end, best) for each iterate.
-        step: ``(params, grad, step, row_mean_abs_grad) -> params`` before projection.
+        step: ``(params, grad, StepInfo) -> params`` before projection.
         project: keeps parameters in bounds after each step.
+        iterate: what the tracker records for the parameters (default: the parameters themselves).
         ascend: what the gradient follows, when it differs from ``objective`` (e.g. a contrastive score).
-        transform: random robustness transform of the model's input on gradient steps; the recorded
-            value is always that of the untransformed input.
+        transform: ``(input, step) -> input``, a random robustness transform of the model's input on
+            gradient steps; the recorded value is always that of the untransformed input.
     """
 
     start: Tensor
     image: Callable[[Tensor], Tensor]
     forward: Callable[[Tensor], dict[str, Tensor]]
     objective: Objective
-    step: Callable[[Tensor, Tensor, int, Tensor], Tensor]
+    step: Callable[[Tensor, Tensor, StepInfo], Tensor]
     project: Callable[[Tensor], Tensor] = lambda params: params
     ascend: Objective | None = None
-    transform: Callable[[Tensor], Tensor] | None = None
+    transform: Callable[[Tensor, int], Tensor] | None = None
+    iterate: Callable[[Tensor], Tensor] = lambda params: params
 
 
-def optimise(problem: Problem, steps: int, precision: str = "fp32",
-             progress: Callable[[int], None] | None = None) -> IterateTracker:
-    """Run the loop for ``steps`` steps (the last only evaluates) and return its tracker.
+def optimise(problem: Problem, steps: int, precision: str = "fp32", progress: Callable[[int], None] | None = None,
+             tracker: IterateTracker | None = None, first_step: int = 0, evaluate_last: bool = True) -> IterateTracker:
+    """Run the loop for ``steps`` steps and return its tracker (``tracker.params``: the final parameters).
 
     Args:
         problem: the rows and the values that define the method.
@@ -167,25 +185,28 @@ def optimise(problem: Problem, steps: int, precision: str = "fp32",
         precision: "fp32", or "bf16" for the image and forward pass under autocast (parameters, the
             gradient and the step stay in fp32).
         progress: called after each step with the number of rows it advanced.
+        tracker, first_step: continue an earlier call's record from global step ``first_step`` (a method
+            that optimises in phases, e.g. octaves of growing size).
+        evaluate_last: the last step only evaluates (the end of a run); False: it updates too (a phase).
     """
     p = problem
     x = p.start.float().clone()
     device, batch = x.device, x.shape[0]
     per_row = (batch,) + (1,) * (x.dim() - 1)
     ascend = p.ascend or p.objective
-    track = IterateTracker.starting_from(x)
-    for step in range(steps):
-        if step == steps - 1:  # the last iterate is the result: evaluate it, its update would be unused
+    track = tracker if tracker is not None else IterateTracker.starting_from(p.iterate(x))
+    for step in range(first_step, first_step + steps):
+        if evaluate_last and step == first_step + steps - 1:  # the last iterate is the result: no update
             with torch.no_grad(), autocast_for(device, precision):
                 values = p.objective(p.forward(p.image(x)), x)
-            track.record(step, values.float(), x)
+            track.record(step, values.float(), p.iterate(x))
             break
         live = x.detach().requires_grad_(True)
         with autocast_for(device, precision):
             image = p.image(live)
             if p.transform is not None:
                 seen = image.detach()
-                image = p.transform(image)
+                image = p.transform(image, step)
             acts = p.forward(image)
             values = p.objective(acts, live)
             target = ascend(acts, live) if p.ascend is not None else values
@@ -193,12 +214,15 @@ def optimise(problem: Problem, steps: int, precision: str = "fp32",
         if p.transform is not None:  # record the untransformed input's value, as every other step
             with torch.no_grad(), autocast_for(device, precision):
                 values = p.objective(p.forward(seen), x)
-        track.record(step, values.detach().float(), x)
+        track.record(step, values.detach().float(), p.iterate(x.detach()))
         grad = grad.float()
         moving, scale, _ = track.gate(grad)
-        x = torch.where(moving.view(per_row), p.project(p.step(x, grad, step, scale)), x)
+        info = StepInfo(step, scale, {k: v.detach() for k, v in acts.items()})
+        updated = p.project(p.step(x, grad, info))
+        x = updated if bool(moving.all()) else torch.where(moving.view(per_row), updated, x)
         if progress is not None:
             progress(batch)
-    if progress is not None:
+    if progress is not None and evaluate_last:
         progress(batch)
+    track.params = x
     return track

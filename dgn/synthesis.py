@@ -195,7 +195,8 @@ class RowTransforms:
                         [0.0, 1 / zoom, -2 * float(shift[0]) / height]])
         return torch.tensor(out, dtype=torch.float32)
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, step: int | None = None) -> torch.Tensor:
+        """This step's draw for every row (``step`` is not needed: each call takes the next draw)."""
         if images.shape[0] != len(self.generators):
             raise ValueError(f"{images.shape[0]} images for {len(self.generators)} rows")
         theta = self.thetas(*images.shape[-2:]).to(images.device, images.dtype)
