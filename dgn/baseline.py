@@ -37,10 +37,10 @@ from dgn import regularisers as R
 from dgn import spaces
 from dgn.engine import IterateTracker, Problem, StepInfo, optimise
 from dgn.errors import DGNError
-from dgn.inspect.receptive import ReceptiveFields
 from dgn.layers import forward_to
 from dgn.models import Classifier, input_shape
 from dgn.objectives import UnitObjective
+from dgn.receptive import ReceptiveFields
 from dgn.synthesis import Row, RowsResult, TargetPlanner, resolve_device, run_in_chunks
 from dgn.targets import Target
 

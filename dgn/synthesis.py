@@ -27,10 +27,10 @@ import torch.nn.functional as F
 from dgn import spaces
 from dgn.engine import ActMaxStep, BoxDecay, Problem, autocast_for, optimise
 from dgn.errors import DGNError
-from dgn.inspect.receptive import ReceptiveFields
 from dgn.layers import forward_to, resolve_layer
 from dgn.models import Classifier, Generator, input_shape
 from dgn.objectives import UnitObjective, UnitReference
+from dgn.receptive import ReceptiveFields
 from dgn.targets import Target, as_target, resolve_target, split_pair
 
 SCORES = ("unit", "contrast", "log_softmax")

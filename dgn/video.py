@@ -258,8 +258,9 @@ def load_video_model(
             raise DGNError("--caffemodel is for --model lrcn-ucf101; video-lrcn-shapes ships with dgn")
         return load_classifier(name, random_weights, seed, weights_dir), list(SHAPE_CLASSES)
     if name == "lrcn-ucf101":
+        from dgn.caffe.lrcn import load_lrcn_caffemodel
         from dgn.files import sha256_file
-        from dgn.nets.lrcn import LRCN_UCF101_SPACE, load_lrcn_caffemodel, lrcn_ucf101
+        from dgn.nets.lrcn import LRCN_UCF101_SPACE, lrcn_ucf101
 
         if caffemodel is None and not random_weights:
             raise DGNError("lrcn-ucf101 needs its weights: --caffemodel RGB_lstm_model_iter_30000.caffemodel "

@@ -18,10 +18,10 @@ from dgn.baseline import (
     strided_conv_input_grad,
 )
 from dgn.errors import DGNError
-from dgn.inspect.receptive import receptive_field
 from dgn.layers import hooks_left
 from dgn.models import Classifier
 from dgn.outputs import RunWriter, read_manifest
+from dgn.receptive import receptive_field
 from tests.tiny import tiny_pair
 
 TARGETS = ["fc8:0", "fc8:3", "fc6:7", "conv2:2", "conv1:4@3,5"]

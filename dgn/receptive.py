@@ -1,0 +1,72 @@
+"""Receptive fields by one backward pass (Wang et al., supplement section 4.2).
+
+Put a 1 on one output position of a layer (summed over its channels), back-propagate to the
+input, and take the bounding box of the pixels with a non-zero gradient. Works for any model,
+padding, pooling or stride, with nothing hard-coded. Several random inputs are used at once and
+their supports united, because a max pool or a ReLU routes one input's gradient through only
+some of the pixels that can reach the unit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from dgn.layers import forward_to, resolve_layer
+
+
+def receptive_field(
+    model: nn.Module,
+    layer: str,
+    position: tuple[int, int],
+    input_shape: Sequence[int],
+    trials: int = 4,
+    seed: int = 0,
+) -> tuple[int, int, int, int]:
+    """Bounding box of the input pixels that can influence ``layer`` at ``position``.
+
+    Args:
+        model: the network (in eval mode).
+        layer: a layer name or alias with spatial output (C, H, W).
+        position: (y, x) in that layer's output.
+        input_shape: (C, H, W) of the model's input.
+        trials: random inputs whose gradient supports are united.
+        seed: seed of the random inputs.
+
+    Returns:
+        (top, left, height, width) in input pixels, clipped to the image.
+    """
+    name = resolve_layer(model, layer)
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(trials, *input_shape, generator=generator).to(device).requires_grad_(True)
+    out = forward_to(model, x, [name])[name]
+    y, x_pos = position
+    (grad,) = torch.autograd.grad(out[:, :, y, x_pos].sum(), x)
+    support = grad.detach().abs().sum(dim=(0, 1)) > 0
+    rows = torch.nonzero(support.any(dim=1)).flatten()
+    cols = torch.nonzero(support.any(dim=0)).flatten()
+    if rows.numel() == 0:
+        return 0, 0, int(input_shape[-2]), int(input_shape[-1])
+    top, bottom = int(rows.min()), int(rows.max())
+    left, right = int(cols.min()), int(cols.max())
+    return top, left, bottom - top + 1, right - left + 1
+
+
+class ReceptiveFields:
+    """Receptive fields of one model's units, computed once per (layer, position) and remembered."""
+
+    def __init__(self, model: nn.Module, input_shape: Sequence[int]) -> None:
+        self.model = model
+        self.input_shape = tuple(input_shape)
+        self._boxes: dict[tuple[str, tuple[int, int]], tuple[int, int, int, int]] = {}
+
+    def get(self, layer: str, position: tuple[int, int]) -> tuple[int, int, int, int]:
+        """(top, left, height, width) in input pixels; see :func:`receptive_field`."""
+        key = (layer, tuple(position))
+        if key not in self._boxes:
+            self._boxes[key] = receptive_field(self.model, layer, key[1], self.input_shape)
+        return self._boxes[key]
