@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -182,9 +183,9 @@ def run_and_write(
     resume: bool = False,
     display: str = "act_max",
     world: World | None = None,
-    desc: str = "synthesize",
+    progress: Callable[[int], AbstractContextManager[Callable[[int], None] | None]] | None = None,
     on_chunk: Callable[[RowsResult], None] | None = None,
-) -> dict | None:
+) -> tuple[dict | None, int]:
     """Optimise the planned ``rows`` and write the run directory, sharded across ranks when launched by torchrun.
 
     Args:
@@ -193,34 +194,32 @@ def run_and_write(
         rows: the planned rows (``method.plan(...)``), in the order to show them.
         method: what renders the results (``render`` and ``output_space``).
         out_dir, config, resume, display: see :class:`RunWriter`.
-        steps_per_row: optimisation steps per row (for the progress bar).
+        steps_per_row: optimisation steps per row (the total handed to ``progress``).
         batch_size: rows per chunk.
         world: this process's place in a sharded run (default: from the environment).
-        desc: the progress bar's label.
+        progress: ``progress(total_steps)`` gives a context manager yielding a callback that is called with
+            the steps advanced (e.g. a progress bar's ``update``); the library itself never prints.
         on_chunk: also called with each finished chunk.
 
     Returns:
-        The merged manifest (rank 0 or a single process) or None (other ranks).
+        (the merged manifest on rank 0 or a single process, None on other ranks; the rows this process
+        optimised).
     """
-    from tqdm import tqdm
-
     world = world or World.from_env()
     writer = RunWriter(out_dir, config, resume=resume, display=display, part=world.part_name)
     done = writer.done_keys()
     barrier(world)  # every rank has read the same finished rows before any rank writes new ones
     skip = shard_skip([r.key for r in rows], done, batch_size, world)
     todo = len(rows) - len(skip)
-    with tqdm(total=todo * steps_per_row, unit="step", desc=desc, disable=None if world.is_main else True) as bar:
-        def write_chunk(part: RowsResult) -> None:
-            writer.write(part, method)
-            if on_chunk is not None:
-                on_chunk(part)
-            bar.set_postfix(rows=len(writer.rows))
 
-        synthesize(batch_size=batch_size, skip=skip, on_chunk=write_chunk, progress=bar.update)
-    if world.distributed:
-        print(f"rank {world.rank}/{world.size}: optimised {todo} rows", flush=True)
-    return writer.finish(order=[r.key for r in rows], world=world)
+    def write_chunk(part: RowsResult) -> None:
+        writer.write(part, method)
+        if on_chunk is not None:
+            on_chunk(part)
+
+    with (progress(todo * steps_per_row) if progress is not None else nullcontext()) as update:
+        synthesize(batch_size=batch_size, skip=skip, on_chunk=write_chunk, progress=update)
+    return writer.finish(order=[r.key for r in rows], world=world), todo
 
 
 def read_manifest(out_dir: str | Path) -> dict:

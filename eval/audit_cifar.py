@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO / "training"))
 from train_cifar_world import split_indices
 
 from dgn import audit
-from dgn.audit_cli import print_summary
+from dgn.cli.audit import print_summary
 from dgn.models import load_classifier
 
 DATA = "/tmp/cifar_real/cifar10_test_jpg/test"

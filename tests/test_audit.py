@@ -180,7 +180,8 @@ def test_folders_run_dir_and_outputs(tmp_path):
 def test_cli_runs_and_reports_dgnerror(tmp_path, monkeypatch, capsys):
     import argparse
 
-    from dgn import audit_cli, models
+    from dgn import models
+    from dgn.cli import audit as audit_cli
     from dgn.render import save_png
 
     _, clf = tiny_pair()

@@ -316,7 +316,7 @@ def test_no_hooks_left_and_bad_settings_are_clear():
 
 
 def test_cli_run_writes_a_run_and_errors_are_one_line(tmp_path, capsys):
-    from dgn.baseline_cli import add_arguments, run, settings_from_args
+    from dgn.cli.baseline import add_arguments, run, settings_from_args
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

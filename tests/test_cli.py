@@ -194,11 +194,11 @@ def test_every_command_that_writes_is_covered():
 
 
 def test_an_os_error_mid_run_is_one_line(monkeypatch, capsys):
-    import dgn.cli
+    import dgn.cli.layers
 
     def fail(args):
         raise OSError(28, "No space left on device", "/full/disk/run/manifest.json")
 
-    monkeypatch.setitem(dgn.cli.COMMANDS, "layers", fail)
+    monkeypatch.setattr(dgn.cli.layers, "run", fail)
     assert main(["layers", "cifar-caffenet"]) == 2
     assert capsys.readouterr().err == "dgn: error: /full/disk/run/manifest.json: No space left on device\n"

@@ -1,7 +1,7 @@
 """``dgn inspect VERB``: the classic CNN visualisations, one verb per method.
 
-Each verb lives in its own module of :mod:`dgn.inspect`, which defines ``add_cli_arguments(parser)``
-and ``run_cli(args) -> int``; this file only lists them. Modules are imported when the parser is
+Each verb's method lives in its own module of :mod:`dgn.inspect`, which also defines
+``add_cli_arguments(parser)`` and ``run_cli(args) -> int``; this file only lists them. Modules are imported when the parser is
 built, so keep their heavy imports (matplotlib) inside functions.
 """
 
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+
+HELP = "classic CNN visualisations: activations, filters, deconvnet, occlusion, ..."
 
 # verb -> (module, one-line help)
 VERBS: dict[str, tuple[str, str]] = {

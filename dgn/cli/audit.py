@@ -11,6 +11,8 @@ from pathlib import Path
 
 from dgn.errors import DGNError
 
+HELP = "memorisation audit: nearest training images in pixel and code spaces"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``dgn audit`` options to ``parser``.

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from dgn.errors import DGNError
 
+HELP = "preferred videos of an LRCN activity-recognition net; frame-order probe"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``dgn video`` options to ``parser``."""

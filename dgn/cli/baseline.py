@@ -1,7 +1,7 @@
 """``dgn baseline``: image-space activation maximisation from the command line (argument parsing only).
 
 Same targets, outputs (images, codes, montage, ``manifest.json``) and ``--resume`` as ``dgn synthesize``;
-the codes are the images themselves. ``dgn.cli`` wires :func:`add_arguments` and :func:`run` in.
+the codes are the images themselves. 
 """
 
 from __future__ import annotations
@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dgn.cli.common import load_classifier_from_args, progress_bar
 from dgn.errors import DGNError
+
+HELP = "image-space activation maximisation (no generator), same outputs"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,12 +81,6 @@ def settings_from_args(args: argparse.Namespace):
     return replace(settings, **changes)
 
 
-def _classifier(args: argparse.Namespace):
-    from dgn.cli import _classifier as load
-
-    return load(args, args.seed)
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``dgn baseline``: optimise images for every (target, restart) row and write the run directory.
 
@@ -103,14 +100,17 @@ def run(args: argparse.Namespace) -> int:
     world, device = init_world(args.device)
     settings = settings_from_args(args)
     targets = [t for text in args.target for t in expand_targets(text)]
-    am = ImageAM(_classifier(args), settings, device)
+    am = ImageAM(load_classifier_from_args(args, args.seed), settings, device)
     rows = am.plan(targets, args.restarts, args.seed)
     config = am.describe()
     config.update(targets=targets, restarts=args.restarts, seed=args.seed,
                   random_weights=args.random_weights, display=args.display)
     synthesize = functools.partial(am.synthesize, targets, args.restarts, args.seed)
-    manifest = run_and_write(synthesize, rows, am, args.out, config, am.steps_per_row, args.batch_size,
-                             args.resume, args.display, world, f"baseline {settings.name}")
+    manifest, optimised = run_and_write(
+        synthesize, rows, am, args.out, config, am.steps_per_row, args.batch_size, args.resume, args.display, world,
+        progress=lambda total: progress_bar(total, f"baseline {settings.name}", world.is_main))
+    if world.distributed:
+        print(f"rank {world.rank}/{world.size}: optimised {optimised} rows", flush=True)
     if manifest is not None:  # None on the ranks other than 0 of a torchrun run
         chosen_lr = {r["key"]: r["lr"] for r in manifest["rows"] if "lr" in r} if settings.auto_lr else {}
         _print_summary(manifest["rows"], chosen_lr, Path(args.out))

@@ -1,0 +1,93 @@
+"""Pieces every command shares: the one-line-error parser, model and synthesis options, loading the
+classifier a command names, and the progress bar (the library reports progress through callbacks)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from dgn.errors import DGNError
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump
+        raise DGNError(message)
+
+
+def add_model_options(p: argparse.ArgumentParser, generator: bool = True) -> None:
+    if generator:
+        p.add_argument("--generator", default="deepsim-fc6", help="generator name (default: deepsim-fc6)")
+    p.add_argument("--classifier", default="caffenet",
+                   help="classifier name (default: caffenet), or a Caffe deploy .prototxt (with --caffemodel)")
+    p.add_argument("--caffemodel", default=None, help="weights of a --classifier given as a .prototxt")
+    p.add_argument("--input-space", default="caffe-bgr-imagenet",
+                   help="pixel space of a .prototxt classifier's input (caffe-bgr-imagenet, rgb01, torchvision-imagenet)")
+    p.add_argument("--random-weights", action="store_true", help="seeded random weights (smoke tests, benchmarks)")
+    p.add_argument("--weights-dir", default=None, help="directory with weights copied by hand (also $DGN_WEIGHTS_DIR)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
+
+
+def add_synthesis_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", action="append", required=True, metavar="LAYER:UNIT[@Y,X]",
+                   help="unit to maximise; repeatable; ranges allowed (fc8:0-9)")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--restarts", type=int, default=1)
+    p.add_argument("--batch-size", type=batch_size, default=16,
+                   help="rows optimised together, or 'auto': as many as fit in 80%% of the free GPU memory")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bounds", default=None,
+                   help="code upper bounds: a file (one line of numbers), a registry name, or a number")
+    p.add_argument("--lr-start", type=float, default=8.0)
+    p.add_argument("--lr-end", type=float, default=1e-10)
+    p.add_argument("--decay", type=float, default=0.99)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--post-relu", action="store_true", help="maximise the unit after its ReLU (default: before)")
+    p.add_argument("--fit", choices=["auto", "crop", "resize"], default="auto",
+                   help="how generator images are fitted to the classifier's input size")
+    p.add_argument("--display", choices=["act_max", "mean"], default="act_max",
+                   help="image mapping: the original's clip(-120,120)/240+0.5, or adding the mean")
+    p.add_argument("--no-rf-crop", action="store_true", help="do not crop spatial units' images to the receptive field")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished rows")
+    p.add_argument("--out", required=True, help="output directory")
+
+
+def batch_size(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'auto', got {text!r}")
+    return value
+
+
+def load_classifier_from_args(args: argparse.Namespace, seed: int):
+    from dgn.models import load_caffe_classifier, load_classifier
+
+    if args.classifier.endswith(".prototxt"):
+        return load_caffe_classifier(args.classifier, args.caffemodel, args.input_space, args.random_weights)
+    return load_classifier(args.classifier, args.random_weights, seed, args.weights_dir)
+
+
+@contextmanager
+def progress_bar(total: int, desc: str, show: bool = True) -> Iterator[Callable[[int], object]]:
+    """A tqdm bar of ``total`` steps (drawn on terminals only), as the ``progress(n)`` callback the library takes."""
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit="step", desc=desc, disable=None if show else True) as bar:
+        yield bar.update
+
+
+def print_summary(rows: list[dict], out: Path) -> None:
+    print(f"{'target':<22} {'restart':>7} {'start':>9} {'end':>9} {'best':>9}")
+    for r in rows[:40]:
+        print(f"{r['target']:<22} {r['restart']:>7} {r['act_start']:>9.3f} {r['act_end']:>9.3f} {r['act_best']:>9.3f}")
+    if len(rows) > 40:
+        print(f"... {len(rows) - 40} more rows in {out / 'manifest.json'}")
+    print(f"wrote {len(rows)} images, montage.png and manifest.json to {out}")
+
+

@@ -1,0 +1,80 @@
+"""``dgn synthesize``: DGN-AM from the command line; under torchrun the rows are sharded across ranks."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dgn.cli.common import (
+    add_model_options,
+    add_synthesis_options,
+    load_classifier_from_args,
+    print_summary,
+    progress_bar,
+)
+
+HELP = "DGN-AM: optimise generator codes to maximise units"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_model_options(p)
+    add_synthesis_options(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dgn.targets import expand_targets
+
+    manifest = run_synthesis(args, [t for text in args.target for t in expand_targets(text)])
+    if manifest is not None:  # None on the ranks other than 0 of a torchrun run
+        print_summary(manifest["rows"], Path(args.out))
+    return 0
+
+
+def run_synthesis(args: argparse.Namespace, targets: list[str], gamma: float = 1.0,
+                   code_penalty: float = 0.0, pair_smoothing: float = 0.0) -> dict | None:
+    """Run DGN-AM on ``targets`` with the synthesize options in ``args``.
+
+    Under torchrun the rows are sharded across ranks; rank 0 returns the merged manifest, the others None.
+    """
+    import functools
+    import math
+
+    from dgn import weights
+    from dgn.distributed import init_world
+    from dgn.models import load_generator
+    from dgn.outputs import run_and_write
+    from dgn.synthesis import DGNAM, ActMaxSettings
+
+    world, device = init_world(args.device)
+    settings = ActMaxSettings(
+        steps=args.steps, lr_start=args.lr_start, lr_end=args.lr_end, decay=args.decay, precision=args.precision,
+        fit_mode=args.fit, post_relu=args.post_relu, crop_receptive_field=not args.no_rf_crop,
+        pair_gamma=gamma, code_penalty=code_penalty, pair_smoothing=pair_smoothing,
+    )
+    generator = load_generator(args.generator, args.random_weights, args.seed, args.weights_dir)
+    classifier = load_classifier_from_args(args, args.seed)
+    bounds, bounds_label = weights.resolve_bounds(args.bounds, args.generator, math.prod(generator.code_shape),
+                                                  args.random_weights, args.weights_dir)
+    dgnam = DGNAM(generator, classifier, settings, device)
+    rows = dgnam.plan(targets, args.restarts, args.seed)
+    config = dgnam.describe()
+    config.update(targets=targets, restarts=args.restarts, seed=args.seed, bounds=bounds_label,
+                  random_weights=args.random_weights, display=args.display)
+    batch_size = args.batch_size
+    if batch_size == "auto":  # measured with the deepest target; every rank uses the smallest choice
+        from dgn.distributed import agree_on_minimum
+        from dgn.throughput import choose_batch_size
+
+        order = {name: i for i, (name, _) in enumerate(dgnam.classifier.module.named_modules())}
+        units = [t for r in rows for t in (r.target, r.partner) if t is not None]
+        deepest = max(units, key=lambda t: order.get(t.layer, len(order)))  # registration ~ execution order
+        batch_size = agree_on_minimum(choose_batch_size(dgnam, str(deepest)), world)
+        if world.is_main:
+            print(f"--batch-size auto: {batch_size} rows per chunk")
+    synthesize = functools.partial(dgnam.synthesize, targets, args.restarts, args.seed, upper_bound=bounds)
+    manifest, optimised = run_and_write(synthesize, rows, dgnam, args.out, config, settings.steps, batch_size,
+                                        args.resume, args.display, world,
+                                        progress=lambda total: progress_bar(total, "synthesize", world.is_main))
+    if world.distributed:
+        print(f"rank {world.rank}/{world.size}: optimised {optimised} rows", flush=True)
+    return manifest
