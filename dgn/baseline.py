@@ -40,6 +40,7 @@ from dgn.errors import DGNError
 from dgn.layers import forward_to
 from dgn.models import Classifier, input_shape
 from dgn.objectives import UnitObjective
+from dgn.params import Pixels, resize
 from dgn.receptive import ReceptiveFields
 from dgn.synthesis import Row, RowsResult, TargetPlanner, resolve_device, run_in_chunks
 from dgn.targets import Target
@@ -225,12 +226,6 @@ class ImageAMResult(RowsResult):
         return ImageAMResult(**vars(base), lr=torch.cat([getattr(p, "lr", torch.empty(0)) for p in parts]))
 
 
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
-
-
 # ----- a faster image gradient through the first, strided convolution --------------------------------
 def subpixel_kernels(weight: torch.Tensor, stride: int) -> torch.Tensor:
     """A strided conv's weight (O, C, K, K') as the stride-1 kernels of its transpose, one per output phase.
@@ -312,7 +307,7 @@ def image_gradient_only(module: torch.nn.Module) -> Iterator[None]:
 
 class _ImageStep:
     """Image-space AM's step rule: gradient regularisers, the settings' step (l1, raw or progress, with
-    optional per-row lr noise), image regularisers and the optional pixel clamp."""
+    optional per-row lr noise) and image regularisers (the pixel clamp is the parameterisation's)."""
 
     def __init__(self, am: ImageAM, lr: float, rngs: list[torch.Generator], targets: list[Target]) -> None:
         self.am, self.lr, self.rngs, self.targets = am, lr, rngs, targets
@@ -331,7 +326,7 @@ class _ImageStep:
         ctx.grad = g
         for reg in self.image_regs:
             updated = reg(updated, ctx)
-        return self.am._clamp(updated) if self.am.settings.clip_pixels else updated
+        return updated
 
 
 class ImageAM(TargetPlanner):
@@ -416,8 +411,10 @@ class ImageAM(TargetPlanner):
         return self.settings.steps * max(1, len(self.settings.auto_lr))
 
     # ----- the optimisation ----------------------------------------------------------------------
-    def _clamp(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(x, -self._offset, 255 - self._offset)
+    def pixels(self) -> Pixels:
+        """The parameterisation: work-space images shown at the input size, clamped to 0..255 with ``clip_pixels``."""
+        valid = (-self._offset, 255 - self._offset) if self.settings.clip_pixels else None
+        return Pixels(self.size, valid)
 
     def _rates(self, g: torch.Tensor, lr: float, rngs: Sequence[torch.Generator],
                mean_abs: torch.Tensor) -> torch.Tensor:
@@ -454,22 +451,24 @@ class ImageAM(TargetPlanner):
         sizes = self.octave_sizes()
         bases = [start]
         for size in reversed(sizes[:-1]):
-            bases.insert(0, _resize(bases[0], size))
-        x = self._clamp(bases[0]) if s.clip_pixels else bases[0].clone()
+            bases.insert(0, resize(bases[0], size))
+        param = self.pixels()
+        x = param.clamp(bases[0])
         track, step = None, 0
         octave_steps = s.octave_steps()
         for octave, (size, n_steps) in enumerate(zip(sizes, octave_steps)):
             if octave > 0:  # DeepDream: carry the detail found so far onto the next, larger base
-                x = bases[octave] + _resize(x - bases[octave - 1], size)
+                x = bases[octave] + resize(x - bases[octave - 1], size)
             problem = Problem(
                 start=x,
-                image=lambda params: _resize(params, self.size),
+                image=param.to_image,
                 forward=lambda image: forward_to(module, self.to_classifier(image).contiguous(memory_format=layout),
                                                  objective.layers, s.stop_early),
                 objective=objective,
                 step=_ImageStep(self, lr, rngs, targets),
+                project=param.project,
                 transform=transform if inputs else None,
-                iterate=lambda params: _resize(params, self.size),
+                iterate=param.iterate,
             )
             last = octave == len(sizes) - 1
             track = optimise(problem, n_steps, s.precision, progress, track, step, evaluate_last=last)

@@ -20,16 +20,16 @@ import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from dgn import spaces
-from dgn.engine import ActMaxStep, BoxDecay, Problem, autocast_for, optimise
+from dgn.engine import ActMaxStep, Problem, autocast_for, optimise
 from dgn.errors import DGNError
 from dgn.layers import forward_to, resolve_layer
 from dgn.models import Classifier, Generator, input_shape
 from dgn.objectives import UnitObjective, UnitReference
+from dgn.params import GeneratorCodes
 from dgn.receptive import ReceptiveFields
 from dgn.targets import Target, as_target, resolve_target, split_pair
 
@@ -225,15 +225,6 @@ def run_in_chunks(
     return parts
 
 
-def initial_codes(seeds: Iterable[int], code_shape: Sequence[int]) -> torch.Tensor:
-    """One N(0, 1) code per seed, drawn exactly as act_max did (``np.random.seed(s); normal(0, 1)``).
-
-    The draw happens on the CPU in float64, so it is the same on every device.
-    """
-    codes = [np.random.RandomState(seed).normal(0, 1, (1, *code_shape)) for seed in seeds]
-    return torch.from_numpy(np.concatenate(codes)).float()
-
-
 def plan_rows(
     targets: Sequence[Target],
     labels: Sequence[str],
@@ -266,18 +257,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise DGNError("device 'cuda' requested but CUDA is not available; use --device cpu")
     return resolved
-
-
-def upper_bound_tensor(bound: float | torch.Tensor | None, code_shape: Sequence[int]) -> torch.Tensor | None:
-    """Per-code-unit upper bounds of shape ``code_shape`` (from a scalar or a tensor), or None."""
-    if bound is None:
-        return None
-    tensor = torch.as_tensor(bound, dtype=torch.float32)
-    if tensor.dim() == 0:
-        return tensor.expand(*code_shape).clone()
-    if tensor.numel() != math.prod(code_shape):
-        raise DGNError(f"bounds have {tensor.numel()} values but the generator's code has {math.prod(code_shape)} units")
-    return tensor.reshape(*code_shape)
 
 
 class TargetPlanner:
@@ -350,10 +329,15 @@ class DGNAM(TargetPlanner):
         self._receptive_fields = ReceptiveFields(self.classifier.module, input_shape(self.classifier))
 
     # ----- the optimisation ----------------------------------------------------------------------
+    def codes(self, upper_bound: float | torch.Tensor | None = None) -> GeneratorCodes:
+        """The parameterisation: this generator's codes seen by this classifier, in the settings' box."""
+        s = self.settings
+        return GeneratorCodes(self.generator, self.classifier.space, s.fit_mode, s.lower_bound, upper_bound, s.decay,
+                              self.device)
+
     def image_for_classifier(self, codes: torch.Tensor) -> torch.Tensor:
         """G(codes) converted to the classifier's pixel space and input size."""
-        images = self.generator(codes)
-        return spaces.convert(images, self.generator.space, self.classifier.space, self.settings.fit_mode)
+        return self.codes().to_image(codes)
 
     def optimise(
         self,
@@ -373,20 +357,16 @@ class DGNAM(TargetPlanner):
             progress: called after each step with the number of rows it advanced (for progress bars).
         """
         s = self.settings
-        code_shape = self.generator.code_shape
         objective = objective or self.objective(rows)
-        if codes is None:
-            codes = initial_codes([r.seed for r in rows], code_shape)
-        bound = upper_bound if upper_bound is not None else self.generator.default_upper_bound
-        upper = upper_bound_tensor(bound, code_shape)
+        param = self.codes(upper_bound)
         module = self.classifier.module
         problem = Problem(
-            start=codes.to(self.device, torch.float32),
-            image=self.image_for_classifier,
+            start=param.start([r.seed for r in rows]) if codes is None else codes.to(self.device, torch.float32),
+            image=param.to_image,
             forward=lambda image: forward_to(module, image, objective.layers, s.stop_early),
             objective=objective,
             step=ActMaxStep(s.lr_start, s.lr_end, s.steps),
-            project=BoxDecay(s.lower_bound, upper.to(self.device) if upper is not None else None, s.decay),
+            project=param.project,
             ascend=(objective - UnitReference([r.target for r in rows], s.score, [r.partner for r in rows])
                     if s.score != "unit" else None),
             transform=RowTransforms(rows, s.jitter, s.scale_jitter, s.flip) if s.transforms else None,

@@ -13,7 +13,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dgn.engine import autocast_for
 from dgn.layers import forward_to
-from dgn.synthesis import DGNAM, initial_codes
+from dgn.params import initial_codes
+from dgn.synthesis import DGNAM
 
 # Dense peak rates in TFLOP/s from the vendors' data sheets (SXM parts; no sparsity).
 PEAK_TFLOPS: dict[str, dict[str, float]] = {

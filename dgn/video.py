@@ -32,14 +32,15 @@ import torch
 from PIL import Image, ImageSequence
 
 from dgn import spaces
-from dgn.engine import ActMaxStep, BoxDecay, Problem, optimise
+from dgn.engine import ActMaxStep, Problem, optimise
 from dgn.errors import DGNError
 from dgn.files import atomic_write, atomic_write_json
 from dgn.models import Classifier, Generator
 from dgn.nets.lrcn import LRCN
 from dgn.objectives import Objective
+from dgn.params import VideoCodes
 from dgn.render import montage, save_png, to_uint8
-from dgn.synthesis import initial_codes, resolve_device, upper_bound_tensor
+from dgn.synthesis import resolve_device
 
 MODES = ("continuous", "protocol")
 OBJECTIVES = ("logit", "softmax")
@@ -397,9 +398,15 @@ class VideoSynthesizer:
             raise DGNError(f"class {class_index} is out of range for {self.model.name!r}; valid: 0..{classes - 1}")
         return class_index
 
+    def codes(self, upper_bound: float | torch.Tensor | None = None) -> VideoCodes:
+        """The parameterisation: one code per frame of a video, in the settings' box."""
+        s = self.settings
+        return VideoCodes(self.generator, self.model.space, s.fit_mode, s.lower_bound, upper_bound, s.decay,
+                          self.device, frames=s.frames)
+
     def frames_for_model(self, codes: torch.Tensor) -> torch.Tensor:
-        """G(codes) in the LRCN's pixel space and input size."""
-        return spaces.convert(self.generator(codes), self.generator.space, self.model.space, self.settings.fit_mode)
+        """G(codes) (F, *code_shape) in the LRCN's pixel space and input size."""
+        return self.codes().to_image(codes[None])
 
     def logits(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         """The LRCN's logits (time, windows, classes) of frames in its pixel space, in the temporal layout."""
@@ -417,11 +424,7 @@ class VideoSynthesizer:
 
     def initial_codes(self, seed: int) -> torch.Tensor:
         """Per-frame N(0, 1) codes (frame f from seed ``seed + f``), or one shared code with ``shared_start``."""
-        s = self.settings
-        shape = self.generator.code_shape
-        if s.shared_start:
-            return initial_codes([seed], shape).repeat(s.frames, *([1] * len(shape)))
-        return initial_codes([seed + f for f in range(s.frames)], shape)
+        return self.codes().start([seed], self.settings.shared_start)[0].cpu()
 
     def run(self, class_index: int, seed: int = 0, upper_bound: float | torch.Tensor | None = None,
             codes: torch.Tensor | None = None, progress: Callable[[int], None] | None = None) -> VideoResult:
@@ -440,16 +443,15 @@ class VideoSynthesizer:
         code = (codes if codes is not None else self.initial_codes(seed)).to(self.device, torch.float32).clone()
         if tuple(code.shape) != (s.frames, *shape):
             raise DGNError(f"initial codes must have shape {(s.frames, *shape)}, got {tuple(code.shape)}")
-        bound = upper_bound if upper_bound is not None else self.generator.default_upper_bound
-        upper = upper_bound_tensor(bound, shape)
+        param = self.codes(upper_bound)
         objective = self.objective(class_index)
         problem = Problem(  # one row: the video, its frames' codes along the second dimension
             start=code[None],
-            image=lambda video: self.frames_for_model(video[0]),
+            image=param.to_image,
             forward=self.logits,
             objective=objective,
             step=ActMaxStep(s.lr_start, s.lr_end, s.steps, per="frame"),
-            project=BoxDecay(s.lower_bound, upper.to(self.device) if upper is not None else None, s.decay),
+            project=param.project,
         )
         track = optimise(problem, s.steps, progress=progress)
         with torch.no_grad():

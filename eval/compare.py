@@ -31,10 +31,10 @@ import numpy as np
 import torch
 
 from dgn import spaces, weights
+from dgn.baseline import PRESETS, ImageAM, preset
 from dgn.demo import BOUNDS as DEMO_BOUNDS
 from dgn.demo import DEMO_SETTINGS
 from dgn.demo import GENERATOR as DEMO_GENERATOR
-from dgn.baseline import PRESETS, ImageAM, preset
 from dgn.errors import DGNError
 from dgn.files import atomic_write_json
 from dgn.layers import forward_to

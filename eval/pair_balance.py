@@ -29,7 +29,8 @@ import torch
 
 from dgn import spaces, weights
 from dgn.models import load_classifier, load_generator
-from dgn.synthesis import DGNAM, ActMaxSettings, initial_codes
+from dgn.params import initial_codes
+from dgn.synthesis import DGNAM, ActMaxSettings
 
 
 def best_restarts(result) -> dict[str, int]:

@@ -8,7 +8,8 @@ from dgn.baseline import ImageAM, ImageAMSettings
 from dgn.engine import ActMaxStep, BoxDecay, Problem, StepInfo, optimise
 from dgn.layers import forward_to, hooks_left
 from dgn.objectives import Objective, UnitObjective
-from dgn.synthesis import DGNAM, ActMaxSettings, initial_codes, upper_bound_tensor
+from dgn.params import initial_codes, upper_bound_tensor
+from dgn.synthesis import DGNAM, ActMaxSettings
 from tests.test_video import tiny_video_world
 from tests.tiny import tiny_pair
 

@@ -7,7 +7,8 @@ from dgn.errors import DGNError
 from dgn.layers import forward_to, hooks_left
 from dgn.models import load_classifier, load_generator
 from dgn.objectives import UnitReference
-from dgn.synthesis import DGNAM, ActMaxSettings, RowTransforms, initial_codes
+from dgn.params import initial_codes
+from dgn.synthesis import DGNAM, ActMaxSettings, RowTransforms
 from tests.tiny import CODE, tiny_pair
 
 TARGETS = ["fc8:0", "fc8:3", "fc6:7", "conv2:2", "conv1:4@3,5"]
