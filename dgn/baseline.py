@@ -36,9 +36,9 @@ import torch.nn.functional as F
 from dgn import regularisers as R
 from dgn import spaces
 from dgn.engine import IterateTracker, Problem, StepInfo, optimise
-from dgn.errors import DGNError
+from dgn.errors import PRECISIONS, DGNError, check_at_least, check_choice
 from dgn.layers import forward_to
-from dgn.models import Classifier, input_shape
+from dgn.models import Classifier, input_shape, model_record
 from dgn.objectives import UnitObjective
 from dgn.params import Pixels, resize
 from dgn.receptive import ReceptiveFields
@@ -95,14 +95,10 @@ class ImageAMSettings:
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise DGNError(f"steps must be >= 1, got {self.steps}")
-        if self.step_rule not in STEP_RULES:
-            raise DGNError(f"unknown step rule {self.step_rule!r}; valid: {', '.join(STEP_RULES)}")
-        if self.init not in INITS:
-            raise DGNError(f"unknown init {self.init!r}; valid: {', '.join(INITS)}")
-        if self.precision not in ("fp32", "bf16"):
-            raise DGNError(f"unknown precision {self.precision!r}; valid: fp32, bf16")
+        check_at_least("steps", self.steps, 1)
+        check_choice("step rule", self.step_rule, STEP_RULES)
+        check_choice("init", self.init, INITS)
+        check_choice("precision", self.precision, PRECISIONS)
         if not self.lr > 0 or any(not c > 0 for c in self.auto_lr):
             raise DGNError(f"learning rates must be > 0, got lr {self.lr}, auto_lr {self.auto_lr}")
         if self.octaves < 1 or self.octave_scale < 1 or self.steps < self.octaves:
@@ -581,8 +577,7 @@ class ImageAM(TargetPlanner):
         return {
             "method": "image-am",
             "preset": self.settings.name,
-            "classifier": {"name": self.classifier.name, "weights_sha256": self.classifier.weights_sha256,
-                           "space": self.classifier.space.name, "input_size": list(self.size)},
+            "classifier": model_record(self.classifier),
             "work_space": f"{self.work_space.name} (0..255, BGR minus mean) at {self.size[0]}x{self.size[1]}",
             "mean_image": mean,
             "settings": self.settings.describe(),

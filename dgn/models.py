@@ -281,6 +281,16 @@ def load_caffe_classifier(
     return Classifier(module, pixel_space, str(prototxt), sha)
 
 
+def model_record(model: Generator | Classifier) -> dict:
+    """What a manifest records of a model: name, weights sha256, pixel space, and code shape or input size."""
+    record = {"name": model.name, "weights_sha256": model.weights_sha256, "space": model.space.name}
+    if isinstance(model, Generator):
+        record["code_shape"] = list(model.code_shape)
+    else:
+        record["input_size"] = list(model.space.size or ())
+    return record
+
+
 def input_shape(classifier: Classifier) -> tuple[int, int, int]:
     """(C, H, W) of the classifier's input."""
     if classifier.space.size is None:

@@ -25,9 +25,9 @@ import torch.nn.functional as F
 
 from dgn import spaces
 from dgn.engine import ActMaxStep, Problem, autocast_for, optimise
-from dgn.errors import DGNError
+from dgn.errors import PRECISIONS, DGNError, check_at_least, check_choice, check_decay
 from dgn.layers import forward_to, resolve_layer
-from dgn.models import Classifier, Generator, input_shape
+from dgn.models import Classifier, Generator, input_shape, model_record
 from dgn.objectives import UnitObjective, UnitReference
 from dgn.params import GeneratorCodes
 from dgn.receptive import ReceptiveFields
@@ -84,16 +84,12 @@ class ActMaxSettings:
     score: str = "unit"
 
     def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise DGNError(f"steps must be >= 1, got {self.steps}")
+        check_at_least("steps", self.steps, 1)
         if self.jitter < 0 or not 0 <= self.scale_jitter < 1:
             raise DGNError(f"jitter must be >= 0 and scale_jitter in [0, 1), got {self.jitter}, {self.scale_jitter}")
-        if self.score not in SCORES:
-            raise DGNError(f"unknown score {self.score!r}; valid: {', '.join(SCORES)}")
-        if self.precision not in ("fp32", "bf16"):
-            raise DGNError(f"unknown precision {self.precision!r}; valid: fp32, bf16")
-        if not 0 < self.decay <= 1:
-            raise DGNError(f"decay must be in (0, 1], got {self.decay}")
+        check_choice("score", self.score, SCORES)
+        check_choice("precision", self.precision, PRECISIONS)
+        check_decay(self.decay)
         if not (self.pair_smoothing >= 0 and math.isfinite(self.pair_smoothing)):
             raise DGNError(f"pair_smoothing must be a finite number >= 0, got {self.pair_smoothing}")
 
@@ -479,10 +475,8 @@ class DGNAM(TargetPlanner):
         """The configuration, for a manifest."""
         return {
             "method": "dgn-am",
-            "generator": {"name": self.generator.name, "weights_sha256": self.generator.weights_sha256,
-                          "space": self.generator.space.name, "code_shape": list(self.generator.code_shape)},
-            "classifier": {"name": self.classifier.name, "weights_sha256": self.classifier.weights_sha256,
-                           "space": self.classifier.space.name, "input_size": list(self.classifier.space.size or ())},
+            "generator": model_record(self.generator),
+            "classifier": model_record(self.classifier),
             "settings": asdict(self.settings),
             "device": str(self.device),
         }

@@ -33,9 +33,9 @@ from PIL import Image, ImageSequence
 
 from dgn import spaces
 from dgn.engine import ActMaxStep, Problem, optimise
-from dgn.errors import DGNError
+from dgn.errors import DGNError, check_at_least, check_choice, check_decay
 from dgn.files import atomic_write, atomic_write_json
-from dgn.models import Classifier, Generator
+from dgn.models import Classifier, Generator, model_record
 from dgn.nets.lrcn import LRCN
 from dgn.objectives import Objective
 from dgn.params import VideoCodes
@@ -312,18 +312,13 @@ class VideoSettings:
     fit_mode: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.frames < 1:
-            raise DGNError(f"frames must be >= 1, got {self.frames}")
-        if self.steps < 1:
-            raise DGNError(f"steps must be >= 1, got {self.steps}")
-        if self.mode not in MODES:
-            raise DGNError(f"unknown temporal mode {self.mode!r}; valid: {', '.join(MODES)}")
-        if self.objective not in OBJECTIVES:
-            raise DGNError(f"unknown video objective {self.objective!r}; valid: {', '.join(OBJECTIVES)}")
+        check_at_least("frames", self.frames, 1)
+        check_at_least("steps", self.steps, 1)
+        check_choice("temporal mode", self.mode, MODES)
+        check_choice("video objective", self.objective, OBJECTIVES)
         if self.smoothness < 0 or not math.isfinite(self.smoothness):
             raise DGNError(f"smoothness must be a finite number >= 0, got {self.smoothness}")
-        if not 0 < self.decay <= 1:
-            raise DGNError(f"decay must be in (0, 1], got {self.decay}")
+        check_decay(self.decay)
 
     def lr(self, step: int) -> float:
         return self.lr_start + (self.lr_end - self.lr_start) * step / self.steps
@@ -472,10 +467,8 @@ class VideoSynthesizer:
         """The configuration, for a manifest."""
         return {
             "method": "dgn-am-video",
-            "generator": {"name": self.generator.name, "weights_sha256": self.generator.weights_sha256,
-                          "space": self.generator.space.name, "code_shape": list(self.generator.code_shape)},
-            "model": {"name": self.model.name, "weights_sha256": self.model.weights_sha256,
-                      "space": self.model.space.name, "input_size": list(self.model.space.size or ())},
+            "generator": model_record(self.generator),
+            "model": model_record(self.model),
             "settings": asdict(self.settings),
             "device": str(self.device),
         }
