@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from dgn.nets.init import he_init
+
 ConvSpec = tuple[int, int, int, int]  # out_channels, kernel, stride, padding
 
 IMAGENET_CONVS: tuple[ConvSpec, ...] = (
@@ -82,10 +84,7 @@ class DeePSimDiscriminator(nn.Module):
 
     def reset_parameters(self) -> None:
         """msra initialisation, zero biases (the original used msra with coefficient 0.1 on some layers)."""
-        for layer in self.modules():
-            if isinstance(layer, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-                nn.init.zeros_(layer.bias)
+        he_init(self)
         with torch.no_grad():
             self.head.fc2.weight.mul_(0.1)
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from dgn import spaces
 from dgn.nets.caffenet import caffenet_layers
+from dgn.nets.init import he_init
 from dgn.spaces import PixelSpace
 
 LEAK = 0.3  # DeePSim's LeakyReLU slope
@@ -63,10 +64,7 @@ class CifarCaffeNet(nn.Sequential):
 
     def reset_parameters(self) -> None:
         """He initialisation, with conv1 scaled for the 0..255 input scale and a small fc8."""
-        for layer in self.modules():
-            if isinstance(layer, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-                nn.init.zeros_(layer.bias)
+        he_init(self)
         with torch.no_grad():
             self.conv1.weight.div_(64.0)  # CIFAR pixels minus the mean have a std of about 64
             self.fc8.weight.mul_(0.1)
