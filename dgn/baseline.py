@@ -35,14 +35,14 @@ import torch.nn.functional as F
 
 from dgn import regularisers as R
 from dgn import spaces
-from dgn.engine import IterateTracker, Problem, StepInfo, optimise
+from dgn.engine import IterateTracker, Problem, StepInfo, optimise, resolve_device
 from dgn.errors import PRECISIONS, DGNError, check_at_least, check_choice
 from dgn.layers import forward_to
 from dgn.models import Classifier, input_shape, model_record
 from dgn.objectives import UnitObjective
 from dgn.params import Pixels, resize
 from dgn.receptive import ReceptiveFields
-from dgn.synthesis import Row, RowsResult, TargetPlanner, resolve_device, run_in_chunks
+from dgn.rows import Row, RowsResult, TargetPlanner, run_in_chunks
 from dgn.targets import Target
 
 STEP_RULES = ("l1", "raw", "progress")

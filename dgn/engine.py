@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
+from dgn.errors import DGNError
+
 Tensor = torch.Tensor
 Objective = Callable[[dict[str, Tensor], Tensor], Tensor]
 
@@ -34,6 +36,20 @@ def autocast_for(device: torch.device, precision: str):
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return nullcontext()
+
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` or "auto": CUDA when available, else CPU; otherwise the named device."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise DGNError(f"unknown device {device!r}; valid: auto, cpu, cuda, cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise DGNError("device 'cuda' requested but CUDA is not available; use --device cpu")
+    return resolved
 
 
 @dataclass

@@ -30,7 +30,7 @@ from dgn.distributed import World, barrier, shard_skip
 from dgn.errors import DGNError
 from dgn.files import atomic_write_bytes, atomic_write_json
 from dgn.render import montage, save_png, to_uint8
-from dgn.synthesis import DGNAM, RowsResult
+from dgn.rows import RowsResult
 
 MANIFEST = "manifest.json"
 PARTS = "parts"  # per-rank manifests of a sharded run, merged into MANIFEST by rank 0
@@ -84,7 +84,7 @@ class RunWriter:
         """Keys of the rows already finished by any part (to pass as ``skip``)."""
         return {row["key"] for row in self.rows + self._others}
 
-    def write(self, part: RowsResult, method: DGNAM | Any) -> None:
+    def write(self, part: RowsResult, method: Any) -> None:
         """Write one finished chunk: images, codes, then the updated manifest.
 
         Args:
@@ -175,7 +175,7 @@ class RunWriter:
 def run_and_write(
     synthesize: Callable[..., object],
     rows: Sequence,
-    method: DGNAM | Any,
+    method: Any,
     out_dir: str | Path,
     config: dict,
     steps_per_row: int,

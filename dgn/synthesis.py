@@ -18,20 +18,21 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 
 from dgn import spaces
-from dgn.engine import ActMaxStep, Problem, autocast_for, optimise
+from dgn.engine import ActMaxStep, Problem, autocast_for, optimise, resolve_device
 from dgn.errors import PRECISIONS, DGNError, check_at_least, check_choice, check_decay
-from dgn.layers import forward_to, resolve_layer
+from dgn.layers import forward_to
 from dgn.models import Classifier, Generator, input_shape, model_record
 from dgn.objectives import UnitObjective, UnitReference
 from dgn.params import GeneratorCodes
 from dgn.receptive import ReceptiveFields
-from dgn.targets import Target, as_target, resolve_target, split_pair
+from dgn.rows import Row, RowsResult, TargetPlanner, run_in_chunks
+from dgn.targets import Target
 
 SCORES = ("unit", "contrast", "log_softmax")
 
@@ -102,71 +103,6 @@ class ActMaxSettings:
         return bool(self.jitter or self.scale_jitter or self.flip)
 
 
-@dataclass(frozen=True)
-class Row:
-    """One optimisation: a target, a restart index and the seed of its initial code."""
-
-    target: Target
-    restart: int
-    seed: int
-    label: str  # the target as the user wrote it
-    partner: Target | None = None  # the second unit of a two-neuron row ("A+B")
-
-    @property
-    def key(self) -> str:
-        pair = f"+{self.partner}" if self.partner is not None else ""
-        return f"{self.target}{pair}#r{self.restart}"
-
-    @property
-    def slug(self) -> str:
-        pair = f"__{self.partner.slug}" if self.partner is not None else ""
-        return f"{self.target.slug}{pair}_r{self.restart:02d}"
-
-
-@dataclass
-class RowsResult:
-    """Results for a list of rows (a chunk, or a whole run), in row order.
-
-    ``codes_last`` produced the final image (the last iterate, before its update, as act_max returns
-    it); ``codes_best`` the iterate with the highest activation. ``view_boxes`` give, per row, the box
-    of the generator image to show (the classifier's view, or a spatial unit's receptive field).
-    """
-
-    rows: list[Row]
-    codes_last: torch.Tensor
-    codes_best: torch.Tensor
-    act_start: torch.Tensor
-    act_end: torch.Tensor
-    act_best: torch.Tensor
-    best_step: torch.Tensor
-    view_boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
-    pair_end: torch.Tensor | None = None  # (B, 2): both units' final activations (pair runs only)
-
-    def row_extra(self, index: int) -> dict:
-        """Method-specific facts about one row for the manifest: both activations of a pair row."""
-        if self.pair_end is None or self.rows[index].partner is None:
-            return {}
-        return {"partner": str(self.rows[index].partner), "act_a": float(self.pair_end[index, 0]),
-                "act_b": float(self.pair_end[index, 1])}
-
-    @staticmethod
-    def concat(parts: Sequence[RowsResult]) -> RowsResult:
-        if not parts:
-            raise DGNError("no rows to combine")
-        cat = lambda name: torch.cat([getattr(p, name) for p in parts])
-        return RowsResult(
-            [r for p in parts for r in p.rows],
-            cat("codes_last"),
-            cat("codes_best"),
-            cat("act_start"),
-            cat("act_end"),
-            cat("act_best"),
-            cat("best_step"),
-            [b for p in parts for b in p.view_boxes],
-            torch.cat([p.pair_end for p in parts]) if all(p.pair_end is not None for p in parts) else None,
-        )
-
-
 class RowTransforms:
     """Random robustness transforms of the classifier's input (shift, scale, flip), one draw per row and step.
 
@@ -198,99 +134,6 @@ class RowTransforms:
         theta = self.thetas(*images.shape[-2:]).to(images.device, images.dtype)
         grid = F.affine_grid(theta, list(images.shape), align_corners=False)
         return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-
-
-def run_in_chunks(
-    rows: Sequence[Row],
-    batch_size: int,
-    optimise: Callable[[list[Row]], RowsResult],
-    on_chunk: Callable[[RowsResult], None] | None = None,
-) -> list[RowsResult]:
-    """Optimise ``rows`` in consecutive chunks of ``batch_size``, handing each finished chunk to ``on_chunk``.
-
-    Rows are independent, so the results do not depend on ``batch_size``; it only trades memory for speed.
-    """
-    if batch_size < 1:
-        raise DGNError(f"batch size must be >= 1, got {batch_size}")
-    parts = []
-    for start in range(0, len(rows), batch_size):
-        part = optimise(list(rows[start : start + batch_size]))
-        if on_chunk is not None:
-            on_chunk(part)
-        parts.append(part)
-    return parts
-
-
-def plan_rows(
-    targets: Sequence[Target],
-    labels: Sequence[str],
-    restarts: int,
-    seed: int,
-    partners: Sequence[Target | None] | None = None,
-) -> list[Row]:
-    """Every (target, restart) row; restart r of every target starts from seed ``seed + r``.
-
-    With one restart and seed 0 each target starts from the original act_max's initial code.
-    """
-    if restarts < 1:
-        raise DGNError(f"restarts must be >= 1, got {restarts}")
-    partners = list(partners) if partners is not None else [None] * len(targets)
-    return [
-        Row(t, r, seed + r, label, partner)
-        for t, label, partner in zip(targets, labels, partners)
-        for r in range(restarts)
-    ]
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` or "auto": CUDA when available, else CPU; otherwise the named device."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise DGNError(f"unknown device {device!r}; valid: auto, cpu, cuda, cuda:N") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise DGNError("device 'cuda' requested but CUDA is not available; use --device cpu")
-    return resolved
-
-
-class TargetPlanner:
-    """Target resolution shared by every method that visualises a classifier's units.
-
-    Needs ``self.classifier`` and ``self.device``; caches layer output shapes.
-    """
-
-    classifier: Classifier
-    device: torch.device
-
-    def layer_shape(self, layer: str) -> tuple[int, ...]:
-        """Output shape (without batch) of a layer of the classifier."""
-        name = resolve_layer(self.classifier.module, layer)
-        shapes: dict[str, tuple[int, ...]] = self.__dict__.setdefault("_layer_shapes", {})
-        if name not in shapes:
-            x = torch.zeros(1, *input_shape(self.classifier), device=self.device)
-            with torch.no_grad():
-                shapes[name] = tuple(forward_to(self.classifier.module, x, [name])[name].shape[1:])
-        return shapes[name]
-
-    def resolve(self, target: str | Target) -> Target:
-        """Validate a target against the classifier and fill in its canonical layer and position."""
-        target = as_target(target)
-        shape = self.layer_shape(target.layer)
-        return resolve_target(self.classifier.module, target, shape)
-
-    def plan(self, targets: Sequence[str | Target], restarts: int = 1, seed: int = 0) -> list[Row]:
-        """Resolve targets and lay out one row per (target, restart)."""
-        if not targets:
-            raise DGNError("no targets given; write at least one, e.g. fc8:1")
-        labels = [str(t) for t in targets]
-        firsts, partners = [], []
-        for text in targets:
-            first, partner = split_pair(text)
-            firsts.append(self.resolve(first))
-            partners.append(self.resolve(partner) if partner is not None else None)
-        return plan_rows(firsts, labels, restarts, seed, partners)
 
 
 class DGNAM(TargetPlanner):

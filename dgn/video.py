@@ -32,7 +32,7 @@ import torch
 from PIL import Image, ImageSequence
 
 from dgn import spaces
-from dgn.engine import ActMaxStep, Problem, optimise
+from dgn.engine import ActMaxStep, Problem, optimise, resolve_device
 from dgn.errors import DGNError, check_at_least, check_choice, check_decay
 from dgn.files import atomic_write, atomic_write_json
 from dgn.models import Classifier, Generator, model_record
@@ -40,7 +40,6 @@ from dgn.nets.lrcn import LRCN
 from dgn.objectives import Objective
 from dgn.params import VideoCodes
 from dgn.render import montage, save_png, to_uint8
-from dgn.synthesis import resolve_device
 
 MODES = ("continuous", "protocol")
 OBJECTIVES = ("logit", "softmax")

@@ -35,13 +35,15 @@ from dgn.baseline import PRESETS, ImageAM, preset
 from dgn.demo import BOUNDS as DEMO_BOUNDS
 from dgn.demo import DEMO_SETTINGS
 from dgn.demo import GENERATOR as DEMO_GENERATOR
+from dgn.engine import resolve_device
 from dgn.errors import DGNError
 from dgn.files import atomic_write_json
 from dgn.layers import forward_to
 from dgn.models import Classifier, load_classifier, load_generator
 from dgn.objectives import UnitObjective
 from dgn.render import montage, save_png, to_uint8
-from dgn.synthesis import DGNAM, ActMaxSettings, Row, resolve_device
+from dgn.rows import Row
+from dgn.synthesis import DGNAM, ActMaxSettings
 from dgn.targets import Target, expand_targets
 
 CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")

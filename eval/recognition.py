@@ -57,7 +57,8 @@ from dgn.layers import forward_to
 from dgn.models import Classifier, load_classifier, load_generator
 from dgn.nets.toy import CIFAR_CLASSES
 from dgn.render import montage, save_png, to_uint8
-from dgn.synthesis import DGNAM, ActMaxSettings, RowsResult, run_in_chunks
+from dgn.rows import RowsResult, run_in_chunks
+from dgn.synthesis import DGNAM, ActMaxSettings
 
 FIXTURES = REPO.parent / "shared" / "fixtures"
 REAL_ROOT = Path("/tmp/cifar_real")  # the fixtures' CIFAR-10 test JPEGs are extracted here once

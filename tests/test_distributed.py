@@ -106,7 +106,7 @@ def test_two_process_audit_equals_a_single_process_audit(runs):
 def _chunk(units: list[int]):
     import torch
 
-    from dgn.synthesis import Row, RowsResult
+    from dgn.rows import Row, RowsResult
     from dgn.targets import Target
 
     n = len(units)

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     from dgn.bounds import activation_stats, bounds_from_stats, write_bounds
     from dgn.data import ImageFolderDataset, load_images
-    from dgn.synthesis import resolve_device
+    from dgn.engine import resolve_device
 
     classifier = load_classifier_from_args(args, 0)
     root = Path(args.images)

@@ -68,7 +68,7 @@ def resolve_class(text: str, class_names: list[str], num_classes: int) -> int:
 def run(args: argparse.Namespace) -> int:
     """Run ``dgn video`` (synthesis, or ``--probe-order``) and print a short summary."""
     from dgn import video
-    from dgn.synthesis import resolve_device
+    from dgn.engine import resolve_device
 
     if args.probe_order is None and not args.out:
         raise DGNError("dgn video --class needs --out DIR")
