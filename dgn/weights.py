@@ -45,7 +45,6 @@ REGISTRY_PATH = SHIPPED_DIR / "registry.json"
 
 KINDS = ("generator", "classifier", "bounds")
 SOURCE_TYPES = ("hf", "torchvision", "url", "shipped")
-PIXEL_SPACES = ("caffe-bgr-imagenet", "torchvision-imagenet", "cifar10-resnet")
 _TRUE = ("1", "true", "yes", "on")
 _DEEPSIM_KEY_QUIRK = re.compile(r"^([^.]+)\.1\.(weight|bias)$")  # old conversions: "defc7.1.weight"
 _HASH_PREFIX = re.compile(r"-([a-f0-9]{6,})\.")  # torch.hub file names: "alexnet-owt-7be5be79.pth"
@@ -74,10 +73,7 @@ class WeightsEntry:
     file: str
     sha256: str | None
     size: int | None
-    pixel_space: str | None
-    code_size: int | None
-    code_shape: tuple[int, ...] | None
-    input_size: tuple[int, int] | None
+    code_size: int | None  # bounds files: the number of values (a model's shapes live in its architecture)
     default_bounds: str | None
     licence: str
     card: str
@@ -123,13 +119,10 @@ def _entry_from_json(obj: Mapping[str, Any], where: str) -> WeightsEntry:
     sha = obj.get("sha256")
     if sha is not None and not re.fullmatch(r"[0-9a-f]{64}", sha):
         raise DGNError(f"registry {where}: {name!r} sha256 must be 64 lowercase hex digits or null")
-    space = obj.get("pixel_space")
-    if space is not None and space not in PIXEL_SPACES:
-        raise DGNError(
-            f"registry {where}: {name!r} has pixel_space {space!r}; valid: {', '.join(PIXEL_SPACES)}"
-        )
-    code_shape = obj.get("code_shape")
-    input_size = obj.get("input_size")
+    duplicated = [k for k in ("pixel_space", "code_shape", "input_size") if k in obj]
+    if duplicated:
+        raise DGNError(f"registry {where}: {name!r} gives {', '.join(duplicated)}; the architecture "
+                       f"{obj['architecture']!r} (dgn.models.ARCHITECTURES) is their one source")
     return WeightsEntry(
         name=name,
         kind=obj["kind"],
@@ -138,10 +131,7 @@ def _entry_from_json(obj: Mapping[str, Any], where: str) -> WeightsEntry:
         file=obj["file"],
         sha256=sha,
         size=obj.get("size"),
-        pixel_space=space,
         code_size=obj.get("code_size"),
-        code_shape=tuple(code_shape) if code_shape is not None else None,
-        input_size=tuple(input_size) if input_size is not None else None,  # type: ignore[arg-type]
         default_bounds=obj.get("default_bounds"),
         licence=obj["licence"],
         card=obj["card"],
@@ -278,7 +268,7 @@ def read_checkpoint(file: str | os.PathLike, architecture: str = "") -> dict[str
         key = key.removeprefix("module.")
         if deepsim_like:
             key = _DEEPSIM_KEY_QUIRK.sub(r"\1.\2", key)
-        if architecture == "torchvision:googlenet" and key.startswith(("aux1.", "aux2.")):
+        if architecture == "googlenet" and key.startswith(("aux1.", "aux2.")):
             continue
         if key in state:
             raise DGNError(f"checkpoint {file}: two entries map to the key {key!r}")

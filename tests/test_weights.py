@@ -70,15 +70,12 @@ def test_registry_entries():
     }  # fmt: skip
     assert expected <= set(reg)
     fc6 = reg["deepsim-fc6"]
-    assert (fc6.kind, fc6.architecture, fc6.code_size, fc6.pixel_space) == (
-        "generator", "deepsim-fc6", 4096, "caffe-bgr-imagenet",
-    )  # fmt: skip
+    assert (fc6.kind, fc6.architecture) == ("generator", "deepsim-fc6")
     assert fc6.source.repo == HF_REPO and fc6.source.filename == "upconvGAN_fc6.pt" and fc6.source.revision
     assert fc6.default_bounds == "bounds-fc6-3x" and reg["bounds-fc6-3x"].kind == "bounds"
     assert "non-commercial" in fc6.licence.lower() and "MIT" in fc6.licence
     assert fc6.url == f"https://huggingface.co/{HF_REPO}/resolve/main/upconvGAN_fc6.pt"
-    assert reg["deepsim-fc8"].code_size == 1000 and reg["deepsim-pool5"].code_shape == (256, 6, 6)
-    assert reg["resnet20-cifar10"].pixel_space == "cifar10-resnet"
+    assert reg["bounds-fc6-3x"].code_size == 4096
     assert "d1ea1080" in reg["resnet20-cifar10"].url and "eb7f2e7c" in reg["bounds-fc6-3x"].url
     for entry in reg.values():
         assert entry.card and entry.licence
@@ -100,7 +97,7 @@ def test_registry_checksums_are_those_of_the_real_files(fixtures_dir):
 def test_torchvision_entries_name_torchvisions_real_files():
     for name in ("alexnet", "vgg16", "googlenet", "resnet50"):
         entry = weights.get_entry(name)
-        assert entry.source.type == "torchvision" and entry.pixel_space == "torchvision-imagenet"
+        assert entry.source.type == "torchvision"
         assert entry.url.startswith("https://download.pytorch.org/models/")
         assert entry.url.rsplit("/", 1)[1] == entry.file
 
@@ -111,6 +108,26 @@ def test_every_model_architecture_has_a_registry_entry():
     reg = weights.registry()
     for name, arch in models.ARCHITECTURES.items():
         assert name in reg and reg[name].kind == arch.kind, name
+
+
+def test_the_architectures_are_the_one_source_of_spaces_and_shapes():
+    """A model entry names its architecture; its pixel space and code shape come from there alone, and a
+    generator's default bounds have one value per code unit."""
+    import math
+
+    from dgn import models
+
+    reg = weights.registry()
+    for entry in reg.values():
+        if entry.kind == "bounds":
+            continue
+        arch = models.ARCHITECTURES[entry.architecture]
+        assert arch.kind == entry.kind, entry.name
+        if entry.default_bounds is not None:
+            assert reg[entry.default_bounds].code_size == math.prod(arch.code_shape), entry.name
+    assert models.ARCHITECTURES["deepsim-pool5"].code_shape == (256, 6, 6)
+    assert models.ARCHITECTURES["resnet20-cifar10"].space.name == "cifar10-resnet"
+    assert models.ARCHITECTURES["alexnet"].space.name == "torchvision-imagenet"
 
 
 def test_unknown_name_lists_closest_and_all():
@@ -134,6 +151,8 @@ def test_parse_registry_validates():
         weights.parse_registry({"entries": [{**good, "default_bounds": "g"}]})
     with pytest.raises(DGNError, match="source type"):
         weights.parse_registry({"entries": [{**good, "source": {"type": "ftp"}}]})
+    with pytest.raises(DGNError, match="pixel_space.*is their one source"):
+        weights.parse_registry({"entries": [{**good, "pixel_space": "caffe-bgr-imagenet"}]})
 
 
 def test_cache_and_override_dirs(tmp_path, monkeypatch):
