@@ -5,7 +5,8 @@ checkpoint, or a text file of per-unit code bounds. :func:`download` finds it, i
 
 1. already converted: ``<name>.safetensors`` (bounds: ``<name>.txt``) in a local override directory
    (``weights_dir`` argument / ``--weights-dir``, then ``$DGN_WEIGHTS_DIR``) or in the cache
-   (``$DGN_CACHE``, else ``~/.cache/dgn``);
+   (``$DGN_CACHE``; else, in a checkout of the repository, its top-level ``pretrained/``; else
+   ``~/.cache/dgn``);
 2. the original file (e.g. ``upconvGAN_fc6.pt``) copied by hand into one of those directories
    (torchvision files are also looked up in torch.hub's checkpoint directory);
 3. the network: the Hugging Face Hub (pinned revision, honours ``HF_HUB_OFFLINE``), torchvision's
@@ -42,6 +43,9 @@ from dgn.files import atomic_write, sha256_file
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "pretrained"  # small weights that ship with the package
 REGISTRY_PATH = SHIPPED_DIR / "registry.json"
+# In a checkout (dgn imported from the source tree) the top-level pretrained/ folder is where weights are
+# downloaded and converted to; it holds a README generated from the registry (``dgn weights table``).
+CHECKOUT_PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
 
 KINDS = ("generator", "classifier", "bounds")
 SOURCE_TYPES = ("hf", "torchvision", "url", "shipped")
@@ -186,9 +190,14 @@ def get_entry(name: str) -> WeightsEntry:
 
 # ----- locations ------------------------------------------------------------------------------------
 def cache_dir() -> Path:
-    """Where converted weights live: ``$DGN_CACHE``, else ``~/.cache/dgn`` (not created here)."""
+    """Where weights are downloaded and converted to (not created here): ``$DGN_CACHE``; else, in a checkout
+    of the repository, its ``pretrained/`` folder; else ``~/.cache/dgn``."""
     env = os.environ.get("DGN_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "dgn"
+    if env:
+        return Path(env).expanduser()
+    if (CHECKOUT_PRETRAINED / "README.md").is_file() and (CHECKOUT_PRETRAINED.parent / "pyproject.toml").is_file():
+        return CHECKOUT_PRETRAINED
+    return Path.home() / ".cache" / "dgn"
 
 
 def weights_dirs(extra: str | os.PathLike | None = None) -> list[Path]:
@@ -610,3 +619,26 @@ def describe(weights_dir: str | os.PathLike | None = None) -> list[dict[str, Any
             }
         )
     return rows
+
+
+def registry_table() -> str:
+    """The registry as a Markdown table (the body of ``pretrained/README.md``): one row per entry with its
+    kind, architecture, source, sha256, size, licence and how to get it."""
+    lines = ["| name | kind | architecture | source | sha256 | size | licence | how to get it |",
+             "|---|---|---|---|---|---|---|---|"]
+    for e in registry().values():
+        src = e.source
+        source = {"hf": f"Hugging Face `{src.repo}` `{src.filename}`", "torchvision": f"torchvision `{src.weights}`",
+                  "url": f"[{e.file}]({src.url})", "shipped": "ships with dgn"}[src.type]
+        sha = f"`{e.sha256[:12]}…`" if e.sha256 else "recorded on first download"
+        size = "-" if not e.size else f"{e.size / 2**20:.1f} MiB" if e.size >= 2**20 else f"{e.size / 2**10:.0f} KiB"
+        licence = e.licence.split(":")[0].split(";")[0].split(" (")[0].strip()
+        get = "installed with dgn" if src.type == "shipped" else f"`dgn weights download {e.name}`"
+        if e.name in CONVERTIBLE_FROM_CAFFE:
+            get += f", or `dgn convert caffe --caffemodel FILE --arch {e.name}`"
+        lines.append(f"| {e.name} | {e.kind} | {e.architecture if e.kind != 'bounds' else '-'} | {source} | {sha} "
+                     f"| {size} | {licence} | {get} |")
+    return "\n".join(lines) + "\n"
+
+
+CONVERTIBLE_FROM_CAFFE = ("deepsim-fc6", "deepsim-fc7", "deepsim-fc8", "deepsim-pool5", "caffenet")  # dgn convert caffe

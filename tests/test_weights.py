@@ -456,3 +456,55 @@ def test_resolve_bounds_one_rule_for_every_command(tmp_path):
     for bad in ("-1", "inf", "nonsense"):
         with pytest.raises(DGNError, match="--bounds"):
             resolve_bounds(bad, "cifar-deepsim-fc6", 512)
+
+
+# ----- the checkout's pretrained/ folder ----------------------------------------------------------------
+def test_pretrained_readme_is_the_registry_table():
+    readme = (weights.CHECKOUT_PRETRAINED / "README.md").read_text(encoding="utf-8")
+    assert readme.endswith(weights.registry_table()), "regenerate: dgn weights table (see pretrained/README.md)"
+    for name in weights.names():
+        assert f"| {name} |" in readme
+
+
+def test_a_checkout_downloads_into_its_pretrained_folder(tmp_path, monkeypatch):
+    checkout = tmp_path / "repo"
+    (checkout / "pretrained").mkdir(parents=True)
+    monkeypatch.setattr(weights, "CHECKOUT_PRETRAINED", checkout / "pretrained")
+    monkeypatch.delenv("DGN_CACHE")
+    assert weights.cache_dir() == weights.Path.home() / ".cache" / "dgn"  # not a checkout yet: no README
+    (checkout / "pretrained" / "README.md").write_text("x")
+    (checkout / "pyproject.toml").write_text("x")
+    assert weights.cache_dir() == checkout / "pretrained"
+    monkeypatch.setenv("DGN_CACHE", str(tmp_path / "elsewhere"))
+    assert weights.cache_dir() == tmp_path / "elsewhere"  # $DGN_CACHE still wins
+
+
+def test_convert_defaults_to_the_cache_only_for_registry_architectures(tmp_path, capsys):
+    from dgn.cli import main
+
+    assert main(["convert", "caffe", "--caffemodel", str(tmp_path / "m.caffemodel"), "--arch", "generic"]) == 2
+    assert "--arch generic needs --out" in capsys.readouterr().err
+
+
+def test_a_non_editable_install_ships_the_offline_worlds(tmp_path):
+    """`pip install .` (not -e) installs the shipped weights as package data: the quick demo runs from it."""
+    import shutil
+    import subprocess
+    import sys
+
+    repo, source = weights.CHECKOUT_PRETRAINED.parent, tmp_path / "source"  # a copy: the build writes beside it
+    shutil.copytree(repo / "dgn", source / "dgn", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / name, source / name)
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(source)], check=True, capture_output=True, timeout=300)
+    assert (target / "dgn" / "pretrained" / "cifar-deepsim-fc6.safetensors").is_file()
+    assert not (target / "pretrained").exists()
+    env = {**os.environ, "PYTHONPATH": str(target), "DGN_OFFLINE": "1", "DGN_CACHE": str(tmp_path / "cache")}
+    code = ("import dgn, sys; assert dgn.__file__.startswith(sys.argv[1]), dgn.__file__; "
+            "from dgn.cli import main; raise SystemExit(main(['demo', '--quick', '--device', 'cpu', '--out', sys.argv[2]]))")
+    run = subprocess.run([sys.executable, "-c", code, str(target), str(tmp_path / "demo")], env=env,
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (tmp_path / "demo" / "index.html").is_file()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from dgn import weights
 from dgn.errors import DGNError
+from dgn.files import check_writable
 
 HELP = "convert original files, e.g. Caffe models, to safetensors"
 
@@ -15,10 +17,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prototxt", help="deploy .prototxt (checked against the weights; needed for --arch generic)")
     p.add_argument("--arch", help="target architecture: deepsim-fc6/fc7/fc8/pool5, caffenet, or generic")
     p.add_argument("--inspect", metavar="CAFFEMODEL", help="list a .caffemodel's layers, types and blob shapes")
-    p.add_argument("--out", help="safetensors file to write")
+    p.add_argument("--out", help="safetensors file to write (default for a registry --arch: <arch>.safetensors in the "
+                                 "weights cache, e.g. pretrained/ in a checkout, where dgn then finds it)")
 
 
-_CONVERTIBLE = ("deepsim-fc6", "deepsim-fc7", "deepsim-fc8", "deepsim-pool5", "caffenet", "generic")
+_CONVERTIBLE = (*weights.CONVERTIBLE_FROM_CAFFE, "generic")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,11 +30,16 @@ def run(args: argparse.Namespace) -> int:
     if args.inspect:
         print(caffe.inspect_caffemodel(args.inspect))
         return 0
-    missing = [opt for opt in ("caffemodel", "arch", "out") if not getattr(args, opt)]
+    missing = [opt for opt in ("caffemodel", "arch") if not getattr(args, opt)]
     if missing:
         raise DGNError(f"convert caffe needs --{', --'.join(missing)} (or --inspect CAFFEMODEL)")
     if args.arch not in _CONVERTIBLE:
         raise DGNError(f"unknown --arch {args.arch!r}; valid: {', '.join(_CONVERTIBLE)}")
+    if not args.out:
+        if args.arch == "generic":
+            raise DGNError("--arch generic needs --out (there is no registry name to store it under)")
+        args.out = str(weights.cache_dir() / f"{args.arch}.safetensors")
+        check_writable(args.out, folder=False)
     from safetensors.torch import save as safetensors_save
 
     from dgn.files import atomic_write_bytes
