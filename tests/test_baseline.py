@@ -9,15 +9,9 @@ from safetensors.torch import load_file
 
 from dgn import regularisers as R
 from dgn import spaces
-from dgn.baseline import (
-    PRESETS,
-    ImageAM,
-    ImageAMSettings,
-    image_gradient_only,
-    preset,
-    strided_conv_input_grad,
-)
+from dgn.baseline import PRESETS, ImageAM, ImageAMSettings, preset
 from dgn.errors import DGNError
+from dgn.image_grad import image_gradient_only, strided_conv_input_grad
 from dgn.layers import hooks_left
 from dgn.models import Classifier
 from dgn.outputs import RunWriter, read_manifest

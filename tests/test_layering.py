@@ -14,9 +14,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dgn"
 LAYERS = [  # (name, module patterns relative to dgn), bottom first
     ("vocabulary", ["", "errors", "files", "spaces", "nets", "nets.*", "caffe", "caffe.net", "caffe.schema",
                     "caffe.wire", "caffe.text", "caffe.read", "caffe.modules", "caffe.builder", "caffe.state",
-                    "data", "data_video", "distributed", "render", "weights"]),
+                    "data", "data_video", "distributed", "render", "frames", "weights"]),
     ("spine", ["layers", "targets", "receptive", "models", "caffe.lrcn", "objectives", "engine", "params", "rows",
-               "regularisers"]),
+               "regularisers", "image_grad"]),
     ("methods", ["synthesis", "baseline", "video", "pairs"]),
     ("built on the methods", ["outputs", "throughput", "demo", "audit", "bounds", "training", "inspect",
                               "inspect.*"]),
