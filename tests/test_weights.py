@@ -504,7 +504,7 @@ def test_a_non_editable_install_ships_the_offline_worlds(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(target), "DGN_OFFLINE": "1", "DGN_CACHE": str(tmp_path / "cache")}
     code = ("import dgn, sys; assert dgn.__file__.startswith(sys.argv[1]), dgn.__file__; "
             "from dgn.cli import main; raise SystemExit(main(['demo', '--quick', '--device', 'cpu', '--out', sys.argv[2]]))")
-    run = subprocess.run([sys.executable, "-c", code, str(target), str(tmp_path / "demo")], env=env,
+    run = subprocess.run([sys.executable, "-c", code, str(target), str(tmp_path / "demo")], check=False, env=env,
                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     assert (tmp_path / "demo" / "index.html").is_file()
