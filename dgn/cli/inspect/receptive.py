@@ -1,14 +1,11 @@
-"""``dgn inspect receptive-field``: the receptive field of a unit (computed by :mod:`dgn.receptive`)."""
+"""``dgn inspect receptive-field``: argument parsing and printing; the method is in :mod:`dgn.receptive`."""
 
 from __future__ import annotations
 
 from dgn.layers import resolve_layer
-from dgn.receptive import ReceptiveFields, receptive_field
-
-__all__ = ["ReceptiveFields", "add_cli_arguments", "receptive_field", "run_cli"]
+from dgn.receptive import receptive_field
 
 
-# ----- command line: dgn inspect receptive-field ---------------------------------------------------
 def add_cli_arguments(parser) -> None:
     """Options of ``dgn inspect receptive-field``."""
     parser.add_argument("--classifier", default="cifar-caffenet", help="classifier name (default: cifar-caffenet)")
