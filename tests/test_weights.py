@@ -158,6 +158,7 @@ def test_parse_registry_validates():
 def test_cache_and_override_dirs(tmp_path, monkeypatch):
     assert weights.cache_dir() == tmp_path / "cache"
     monkeypatch.delenv("DGN_CACHE")
+    monkeypatch.setattr(weights, "CHECKOUT_PRETRAINED", tmp_path / "not-a-checkout" / "pretrained")
     assert weights.cache_dir() == weights.Path.home() / ".cache" / "dgn"
     assert weights.weights_dirs() == []
     monkeypatch.setenv("DGN_WEIGHTS_DIR", os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b")]))
