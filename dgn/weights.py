@@ -566,8 +566,9 @@ def resolve_bounds(
     """A ``--bounds`` option as (upper bound, label for the manifest).
 
     ``value`` is a positive number, a bounds file or a bounds entry; None means the generator's registered
-    per-unit bounds (None, i.e. its scalar default, with random weights, an unregistered generator, or
-    registered bounds that cannot be loaded here).
+    per-unit bounds (e.g. ``bounds-fc7-3x`` for ``deepsim-fc7``), or its scalar default with random weights
+    or an unregistered generator. Registered bounds that cannot be had here are a one-line error naming
+    the download and ``--bounds``: a run never falls back to another box silently.
     """
     if value is None:
         default = None
@@ -577,8 +578,9 @@ def resolve_bounds(
             return None, "generator default (scalar)"
         try:
             return load_bounds(default, weights_dir), default
-        except DGNError:
-            return None, f"generator default (scalar; {default} not available)"
+        except DGNError as err:
+            raise DGNError(f"{generator}'s code bounds {default} are not available ({err}); run "
+                           f"`dgn weights download {default}` or give --bounds FILE|NAME|NUMBER") from None
     try:
         bound = float(value)
     except ValueError:

@@ -509,3 +509,29 @@ def test_a_non_editable_install_ships_the_offline_worlds(tmp_path):
                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     assert (tmp_path / "demo" / "index.html").is_file()
+
+
+def test_each_deepsim_prior_defaults_to_its_own_code_bounds(fixtures_dir, monkeypatch, tmp_path):
+    """fc7/fc8/pool5 priors get the original's bounds for their own code (medians 3, 8 and 29), not fc6's
+    (median 12); missing bounds are an error, not a silent scalar."""
+    from dgn.weights import resolve_bounds
+
+    upstream = fixtures_dir / "dgn_am_upstream" / "act_range"
+    expected = {"deepsim-fc6": ("bounds-fc6-3x", "3x/fc6.txt", 4096, 12),
+                "deepsim-fc7": ("bounds-fc7-3x", "3x/fc7.txt", 4096, 3),
+                "deepsim-fc8": ("bounds-fc8-3x", "3x/fc8.txt", 1000, 8),
+                "deepsim-pool5": ("bounds-pool5-2x", "2x/pool5.txt", 9216, 29)}  # the original ships no 3x pool5
+    monkeypatch.setenv("DGN_OFFLINE", "1")
+    with pytest.raises(DGNError, match="not available.*dgn weights download bounds-fc7-3x.*--bounds"):
+        resolve_bounds(None, "deepsim-fc7", 4096)
+    by_hand = tmp_path / "by-hand"
+    by_hand.mkdir()
+    for generator, (name, rel, units, median) in expected.items():
+        entry = weights.get_entry(name)
+        assert weights.get_entry(generator).default_bounds == name and entry.code_size == units
+        assert entry.sha256 == _sha(upstream / rel) and entry.size == (upstream / rel).stat().st_size
+        assert entry.url.endswith(f"act_range/{rel}")
+        shutil.copy(upstream / rel, by_hand / entry.file)
+        bounds, label = resolve_bounds(None, generator, units, weights_dir=by_hand)
+        assert label == name and bounds.shape == (units,) and float(bounds.median()) == median
+        (by_hand / entry.file).unlink()
