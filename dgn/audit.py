@@ -111,38 +111,117 @@ def synthetic_from_run(
     run_dir: str | Path,
     size: tuple[int, int] | None,
     class_of_row: Mapping[str, int] | Callable[[dict], int | None] | None = None,
+    weights_dir: str | None = None,
 ) -> ImageSet:
-    """The synthetic images of a ``dgn`` run directory, with their classes.
+    """The synthetic images of a ``dgn`` run directory, with their classes, as the generator made them.
+
+    A run's PNGs are display mappings: the default act_max display (``clip(x, -120, 120) / 240 + 0.5``)
+    shifts colours and contrast and cannot be inverted where it clips. So the images are regenerated from
+    the run's saved codes with the generator the manifest records (its weights checked by sha256), cropped
+    to each row's view box; an image-space run's codes are the images themselves. Without the generator the
+    PNGs are read as RGB only when the run wrote them with the ``mean`` display (``(x + mean) / 255``) or the
+    folder is not a dgn run (a manifest without a configuration); anything else is refused.
 
     Args:
-        run_dir: a run directory (``manifest.json`` + images).
+        run_dir: a run directory (``manifest.json`` + images and codes).
         size: (H, W) to load the images at.
         class_of_row: row key -> class, or a function row -> class (None skips the row). Default: the
             unit of rows of layer ``fc8``; other rows are skipped.
+        weights_dir: where to look for the generator's weights besides the cache.
 
     Returns:
         The images (ids are row keys, paths the image files).
     """
-    from dgn.data import load_images
     from dgn.outputs import read_manifest
 
-    rows = read_manifest(run_dir)["rows"]
-    ids, labels, paths = [], [], []
-    for row in rows:
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    chosen = []
+    for row in manifest["rows"]:
         if callable(class_of_row):
             label = class_of_row(row)
         elif class_of_row is not None:
             label = class_of_row.get(row.get("key", row["image"]))
         else:
             label = int(row["unit"]) if row.get("layer") == "fc8" else None
-        if label is None:
-            continue
-        ids.append(str(row.get("key", row["image"])))
-        labels.append(int(label))
-        paths.append(str(Path(run_dir) / row["image"]))
-    if not ids:
+        if label is not None:
+            chosen.append((row, int(label)))
+    if not chosen:
         raise DGNError(f"no synthetic images with a class in {run_dir} (only fc8 rows have one by default)")
-    return ImageSet(ids, labels, lambda sel: load_images([paths[i] for i in sel], size), paths)
+    ids = [str(row.get("key", row["image"])) for row, _ in chosen]
+    labels = [label for _, label in chosen]
+    paths = [str(run_dir / row["image"]) for row, _ in chosen]
+    loader = _run_image_loader(run_dir, manifest, [row for row, _ in chosen], size, weights_dir)
+    return ImageSet(ids, labels, loader, paths)
+
+
+def _run_image_loader(run_dir: Path, manifest: dict, rows: list[dict], size: tuple[int, int] | None,
+                      weights_dir: str | None) -> Callable[[list[int]], torch.Tensor]:
+    """indices -> RGB 0..1 images of ``rows``: regenerated from codes where possible, else the PNGs (see
+    :func:`synthetic_from_run`)."""
+    from dgn.data import load_images
+
+    config = manifest.get("config") or {}
+    display = manifest.get("display", config.get("display"))
+    render = _code_renderer(config, weights_dir) if all(row.get("code") for row in rows) else None
+    if render is None:
+        if config and display != "mean":
+            raise DGNError(f"cannot audit {run_dir}: its images use the {display or 'unrecorded'} display, which "
+                           f"cannot be inverted, and its codes cannot be regenerated here ({_generator_hint(config)})")
+        paths = [str(run_dir / row["image"]) for row in rows]
+        return lambda sel: load_images([paths[i] for i in sel], size)
+
+    def load(sel: list[int]) -> torch.Tensor:
+        from safetensors.torch import load_file
+
+        images = [render(load_file(run_dir / rows[i]["code"])["last"], rows[i].get("view_box")) for i in sel]
+        return torch.stack([spaces.fit(image[None], size, "resize")[0] if size else image for image in images])
+
+    return load
+
+
+def _generator_hint(config: dict) -> str:
+    generator = config.get("generator") or {}
+    return f"generator {generator.get('name')!r} is not available" if generator else "no generator recorded"
+
+
+def _code_renderer(config: dict, weights_dir: str | None) -> Callable[[torch.Tensor, list | None], torch.Tensor] | None:
+    """code, view box -> RGB 0..1 image (3, h, w) as the run's method made it, or None when it cannot."""
+    from dgn.models import load_generator
+
+    method = config.get("method")
+    if method == "image-am":  # the codes are the images, in the classifier's pixel space
+        space = spaces.get_space(config["classifier"]["space"])
+
+        def crop_image(code: torch.Tensor, box: list | None) -> torch.Tensor:
+            return _crop(spaces.convert(code[None].float(), space, spaces.RGB01)[0].clamp(0, 1), box)
+
+        return crop_image
+    record = config.get("generator") or {}
+    if method != "dgn-am" or not record.get("name") or str(record.get("weights_sha256", "")).startswith("random"):
+        return None
+    try:
+        generator = load_generator(record["name"], weights_dir=weights_dir)
+    except DGNError:
+        return None
+    if generator.weights_sha256 != record.get("weights_sha256"):
+        raise DGNError(f"the run was made with other {record['name']} weights (sha256 {record.get('weights_sha256')}) "
+                       f"than those found here ({generator.weights_sha256})")
+    generator.module.eval()
+
+    @torch.no_grad()
+    def generate(code: torch.Tensor, box: list | None) -> torch.Tensor:
+        image = generator(code[None].float())
+        return _crop(spaces.convert(image, generator.space, spaces.RGB01)[0].clamp(0, 1), box)
+
+    return generate
+
+
+def _crop(image: torch.Tensor, box: list | None) -> torch.Tensor:
+    if not box:
+        return image
+    top, left, h, w = box
+    return image[:, top : top + h, left : left + w]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -128,7 +128,8 @@ class RunWriter:
     def _write_manifest(self, finished: bool) -> None:
         atomic_write_json(
             self._own_path(),
-            {"dgn_version": __version__, "finished": finished, "config": self.config, "rows": self.rows},
+            {"dgn_version": __version__, "finished": finished, "display": self.display, "config": self.config,
+             "rows": self.rows},
         )
 
     def finish(self, order: list[str] | None = None, world: World | None = None) -> dict | None:

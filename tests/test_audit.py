@@ -207,3 +207,50 @@ def test_cli_runs_and_reports_dgnerror(tmp_path, monkeypatch, capsys):
     bad = parser.parse_args([*argv, "--layers", "pixel,nope", "--out", str(tmp_path / "o2")])
     with pytest.raises(DGNError):
         audit_cli.run(bad)
+
+
+def _cifar_run(out, display: str):
+    from dgn.models import load_classifier, load_generator
+    from dgn.outputs import RunWriter
+    from dgn.synthesis import DGNAM, ActMaxSettings
+
+    dgnam = DGNAM(load_generator("cifar-deepsim-fc6"), load_classifier("cifar-caffenet"), ActMaxSettings(steps=8),
+                  "cpu")
+    writer = RunWriter(out, {**dgnam.describe(), "display": display}, display=display)
+    dgnam.synthesize(["fc8:0", "fc8:3", "conv5:1"], 1, 0, upper_bound=2.0, on_chunk=lambda part: writer.write(part, dgnam))
+    writer.finish()
+    return dgnam
+
+
+def test_a_run_is_audited_on_the_generators_images_whatever_its_display(tmp_path, one_thread):
+    """The act_max display shifts blue and contrast: the audit regenerates the images from the run's codes, so
+    a run audited with either display gives the same distances."""
+    from dgn.data import load_images
+    from dgn.models import load_classifier
+
+    for display in ("act_max", "mean"):
+        _cifar_run(tmp_path / display, display)
+    images, _ = _world(seed=3)
+    train = ImageSet.from_tensors(torch.nn.functional.interpolate(images[:12], size=(32, 32)), [0, 3] * 6)
+    auditor = MemorisationAudit(load_classifier("cifar-caffenet"), layers=["pixel", "fc6"], k=4)
+    seen, items = {}, {}
+    for display in ("act_max", "mean"):
+        synthetic = audit.synthetic_from_run(tmp_path / display, (32, 32))
+        assert synthetic.labels == [0, 3]  # the fc8 rows
+        seen[display] = synthetic.loader([0, 1])
+        items[display] = [{**it, "path": None} for it in auditor.audit(synthetic, train).items]
+    assert torch.equal(seen["act_max"], seen["mean"]) and items["act_max"] == items["mean"]
+    # they are the generator's images in RGB 0..1: the mean-display PNG holds them up to 8-bit rounding,
+    # the act_max-display PNG does not
+    mean_png, act_max_png = (load_images([tmp_path / d / "images" / "fc8_0000_r00.png"])[0] for d in ("mean", "act_max"))
+    assert (seen["mean"][0] - mean_png).abs().max() <= 0.5 / 255 + 1e-6
+    assert (seen["mean"][0] - act_max_png).abs().max() > 0.02
+
+    # without the generator: an act_max-display run is refused, not misread; a mean-display one reads its PNGs
+    for display in ("act_max", "mean"):
+        manifest = json.loads((tmp_path / display / "manifest.json").read_text())
+        manifest["config"]["generator"]["name"] = "deepsim-fc7"  # not available offline
+        (tmp_path / display / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DGNError, match="act_max display, which cannot be inverted"):
+        audit.synthetic_from_run(tmp_path / "act_max", (32, 32))
+    assert torch.equal(audit.synthetic_from_run(tmp_path / "mean", (32, 32)).loader([0]), mean_png[None])

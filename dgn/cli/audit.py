@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         heldout, held_classes = audit.ImageSet.from_folder(args.heldout, size)
         if held_classes != classes:
             raise DGNError(f"--heldout classes {held_classes} differ from --train classes {classes}")
-    synthetic = audit.synthetic_from_run(args.synthetic, size)
+    synthetic = audit.synthetic_from_run(args.synthetic, size, weights_dir=args.weights_dir)
     auditor = audit.MemorisationAudit(encoder, layers, args.k, args.all_classes, args.threshold, args.batch_size)
     mine = len(sorted(set(train.labels))[world.rank :: world.size])  # classes this rank scans
     with tqdm(total=mine, unit="class", desc="audit", disable=None if world.is_main else True) as bar:
