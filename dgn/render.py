@@ -17,10 +17,11 @@ from dgn.spaces import PixelSpace, display_rgb01
 def to_uint8(image: torch.Tensor, space: PixelSpace, style: str = "act_max") -> np.ndarray:
     """One image (C, H, W) in ``space`` -> HxWx3 uint8 RGB for viewing.
 
-    ``style="act_max"`` is the original's mapping for Caffe spaces (see ``spaces.display_rgb01``); other
-    spaces always use the faithful mean-add decode.
+    ``style="act_max"`` is the original's mapping for Caffe spaces, ``"imsave"`` the same stretched per image
+    as the original's saved PNGs (see ``spaces.display_rgb01``); other spaces always use the faithful
+    mean-add decode.
     """
-    if style == "act_max" and space.scale != 255.0:
+    if style in ("act_max", "imsave") and space.scale != 255.0:
         style = "mean"
     rgb = display_rgb01(image.detach().float().unsqueeze(0), space, style)[0]
     return (rgb.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)

@@ -174,11 +174,21 @@ def display_rgb01(x: torch.Tensor, space: PixelSpace, style: str = "mean") -> to
         x: images in ``space``.
         style: ``"mean"`` adds the space's mean back (a faithful decode); ``"act_max"`` reproduces the
             original DGN-AM ``save_image`` for Caffe spaces: BGR->RGB, then clip(x, -120, 120) / 240 + 0.5
-            (it ignores the mean, so figures match the paper's).
+            (it ignores the mean, so figures match the paper's); ``"imsave"`` then stretches each image
+            from its own minimum to its maximum, as the original's ``scipy.misc.imsave`` (``bytescale``)
+            did to the PNGs it wrote.
     """
     if style == "mean":
         return to_rgb01(x, space).clamp(0, 1)
-    if style == "act_max":
+    if style in ("act_max", "imsave"):
         rgb = x.flip(1) if space.channel_order == "BGR" else x
-        return rgb.clamp(-120, 120) / 240 + 0.5
-    raise DGNError(f"unknown display style {style!r}; valid: mean, act_max")
+        rgb = rgb.clamp(-120, 120) / 240 + 0.5
+        if style == "act_max":
+            return rgb
+        low = rgb.flatten(1).min(1).values.view(-1, 1, 1, 1)
+        span = rgb.flatten(1).max(1).values.view(-1, 1, 1, 1) - low
+        return (rgb - low) / torch.where(span > 0, span, torch.ones_like(span))
+    raise DGNError(f"unknown display style {style!r}; valid: {', '.join(DISPLAYS)}")
+
+
+DISPLAYS = ("act_max", "imsave", "mean")

@@ -53,6 +53,26 @@ def test_act_max_display_mapping():
     assert torch.allclose(out.flatten(), torch.tensor([0.75, 0.5, 0.0]))  # RGB: clip(-120,120)/240+0.5
 
 
+def test_imsave_display_stretches_each_image_as_the_originals_saved_pngs():
+    """act_max's save_image, then scipy.misc.imsave's bytescale: each image from its own min to its max."""
+    from dgn.render import to_uint8
+
+    x = torch.tensor([[[-60.0, 0.0], [30.0, 60.0]]] * 3).unsqueeze(0)  # every channel spans -60..60
+    x = torch.cat([x, x * 0.5])  # a second image of half the contrast
+    act_max = spaces.display_rgb01(x, spaces.CAFFE_BGR_IMAGENET, "act_max")
+    saved = spaces.display_rgb01(x, spaces.CAFFE_BGR_IMAGENET, "imsave")
+    for i in range(2):
+        low, high = act_max[i].min(), act_max[i].max()
+        torch.testing.assert_close(saved[i], (act_max[i] - low) / (high - low))
+        assert saved[i].min() == 0 and saved[i].max() == 1
+    torch.testing.assert_close(saved[0], saved[1])  # the stretch undoes the contrast difference
+    assert (spaces.display_rgb01(torch.zeros(1, 3, 2, 2), spaces.CAFFE_BGR_IMAGENET, "imsave") == 0).all()
+    png = to_uint8(x[0], spaces.CAFFE_BGR_IMAGENET, "imsave")
+    assert png.min() == 0 and png.max() == 255
+    with pytest.raises(DGNError, match="act_max, imsave, mean"):
+        spaces.display_rgb01(x, spaces.CAFFE_BGR_IMAGENET, "stretch")
+
+
 def test_errors_name_the_valid_choices():
     with pytest.raises(DGNError, match="auto, crop, resize"):
         spaces.fit(torch.zeros(1, 3, 8, 8), (4, 4), "squash")

@@ -46,8 +46,9 @@ def add_synthesis_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--post-relu", action="store_true", help="maximise the unit after its ReLU (default: before)")
     p.add_argument("--fit", choices=["auto", "crop", "resize"], default="auto",
                    help="how generator images are fitted to the classifier's input size")
-    p.add_argument("--display", choices=["act_max", "mean"], default="act_max",
-                   help="image mapping: the original's clip(-120,120)/240+0.5, or adding the mean")
+    p.add_argument("--display", choices=["act_max", "imsave", "mean"], default="act_max",
+                   help="image mapping: the original's clip(-120,120)/240+0.5 (act_max), the same stretched per "
+                        "image to 0..255 as the original's saved PNGs (imsave), or adding the mean (mean)")
     p.add_argument("--no-rf-crop", action="store_true", help="do not crop spatial units' images to the receptive field")
     p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished rows")
     p.add_argument("--out", required=True, help="output directory")
