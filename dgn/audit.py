@@ -573,8 +573,10 @@ class MemorisationAudit:
                 if self.all_classes:
                     cand, dist_ = ranked_candidates(q_codes[n], base[n], self.k)
                     for i in range(len(synthetic)):
-                        j, d = _settle(n, cand[i], dist_[i], q_alone(i), t_alone)
                         prev = best_any[n][i]
+                        if prev is not None and dist_[i][0] > prev["distance"] + _margin(q_alone(i)[n]):
+                            continue  # cannot beat the best so far: no need to encode its candidates alone
+                        j, d = _settle(n, cand[i], dist_[i], q_alone(i), t_alone)
                         if prev is None or d < prev["distance"]:
                             best_any[n][i] = {**self._hit(train, t_idx[j], d), "class": c}
             del base, h_codes, t_alone
@@ -617,6 +619,11 @@ class _AloneCodes:
         return self.cache[position]
 
 
+def _margin(query_code: np.ndarray) -> float:
+    """How far batch-layout rounding can move a distance of this query: SETTLE_TOLERANCE of its norm."""
+    return SETTLE_TOLERANCE * float(np.linalg.norm(query_code))
+
+
 def _settle(
     space: str,
     candidates: np.ndarray,
@@ -630,7 +637,7 @@ def _settle(
     ``SETTLE_TOLERANCE * |query|`` of the best are re-measured. Ties: the smaller index wins.
     """
     q = query[space]
-    margin = SETTLE_TOLERANCE * float(np.linalg.norm(q))
+    margin = _margin(q)
     near = [int(j) for j, d in zip(candidates, distances) if d <= distances[0] + margin]
     measured = [(float(np.linalg.norm(codes_of(j)[space] - q)), j) for j in near]
     d, j = min(measured)

@@ -38,7 +38,6 @@ def autocast_for(device: torch.device, precision: str):
     return nullcontext()
 
 
-
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``None`` or "auto": CUDA when available, else CPU; otherwise the named device."""
     if device is None or str(device) == "auto":
@@ -209,7 +208,6 @@ def optimise(problem: Problem, steps: int, precision: str = "fp32", progress: Ca
     x = p.start.float().clone()
     device, batch = x.device, x.shape[0]
     per_row = (batch,) + (1,) * (x.dim() - 1)
-    ascend = p.ascend or p.objective
     track = tracker if tracker is not None else IterateTracker.starting_from(p.iterate(x))
     for step in range(first_step, first_step + steps):
         if evaluate_last and step == first_step + steps - 1:  # the last iterate is the result: no update
@@ -225,7 +223,7 @@ def optimise(problem: Problem, steps: int, precision: str = "fp32", progress: Ca
                 image = p.transform(image, step)
             acts = p.forward(image)
             values = p.objective(acts, live)
-            target = ascend(acts, live) if p.ascend is not None else values
+            target = p.ascend(acts, live) if p.ascend is not None else values
         (grad,) = torch.autograd.grad(target.sum(), live)
         if p.transform is not None:  # record the untransformed input's value, as every other step
             with torch.no_grad(), autocast_for(device, precision):

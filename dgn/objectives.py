@@ -203,28 +203,33 @@ class UnitReference(Objective):
             raise ValueError(f"unknown reference {kind!r}; valid: {', '.join(self.KINDS)}")
         self.targets, self.kind = list(targets), kind
         self.partners = list(partners) if partners is not None else [None] * len(self.targets)
-        self.by_layer: dict[str, list[int]] = {}
+        by_layer: dict[str, list[int]] = {}
         for i, (target, partner) in enumerate(zip(self.targets, self.partners)):
             if partner is None:
-                self.by_layer.setdefault(target.layer, []).append(i)
-        self.layers = tuple(self.by_layer)
+                by_layer.setdefault(target.layer, []).append(i)
+        self.layers = tuple(by_layer)
+        # index tensors built once (moved to a device once), not on every step: rows, units, and ys, xs if spatial
+        self._cpu = {
+            layer: [torch.tensor(rows), torch.tensor([self.targets[i].unit for i in rows])]
+            + ([torch.tensor([self.targets[i].position[0] for i in rows]),
+                torch.tensor([self.targets[i].position[1] for i in rows])]
+               if self.targets[rows[0]].position is not None else [])
+            for layer, rows in by_layer.items()
+        }
+        self._on: dict[torch.device, dict[str, list[torch.Tensor]]] = {}
 
     def __call__(self, acts, params=None):
         device = next(iter(acts.values())).device
+        if device not in self._on:
+            self._on[device] = {k: [t.to(device) for t in v] for k, v in self._cpu.items()}
         out = torch.zeros(len(self.targets), dtype=torch.float32, device=device)
-        for layer, index in self.by_layer.items():
+        for layer, (where, unit, *yx) in self._on[device].items():
             a = acts[layer].float()
-            where = torch.tensor(index, device=device)
-            if a.dim() == 2:
-                units = a[where]
-            else:
-                ys = torch.tensor([self.targets[i].position[0] for i in index], device=device)
-                xs = torch.tensor([self.targets[i].position[1] for i in index], device=device)
-                units = a[where, :, ys, xs]  # (rows, channels): advanced indices around a slice go first
+            units = a[where] if a.dim() == 2 else a[where, :, yx[0], yx[1]]  # (rows, channels)
             if self.kind == "log_softmax":
                 ref = torch.logsumexp(units, 1)
             else:
-                own = units.gather(1, torch.tensor([self.targets[i].unit for i in index], device=device)[:, None])[:, 0]
+                own = units.gather(1, unit[:, None])[:, 0]
                 ref = (units.sum(1) - own) / max(units.shape[1] - 1, 1)
             out = out.index_put((where,), ref)
         return out

@@ -11,6 +11,7 @@ returns for the parameters). The engine (:mod:`dgn.engine`) takes these as they 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -67,10 +68,12 @@ class GeneratorCodes:
     decay: float = 0.99
     device: torch.device | str = "cpu"
 
-    def __post_init__(self) -> None:
+    @functools.cached_property
+    def project(self) -> BoxDecay:
+        """act_max's box and decay (built on first use, so a parameterisation made only to render is cheap)."""
         bound = self.upper if self.upper is not None else self.generator.default_upper_bound
         upper = upper_bound_tensor(bound, self.generator.code_shape)
-        self.project = BoxDecay(self.lower, upper.to(self.device) if upper is not None else None, self.decay)
+        return BoxDecay(self.lower, upper.to(self.device) if upper is not None else None, self.decay)
 
     def start(self, seeds: Sequence[int]) -> torch.Tensor:
         """One act_max start per seed."""
@@ -124,13 +127,13 @@ class Pixels:
 
     iterate = to_image
 
-    def project(self, x: torch.Tensor) -> torch.Tensor:
-        return self.clamp(x)
-
     def clamp(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixels clamped to ``clamp_range`` (unchanged without one): the projection after each step."""
         if self.clamp_range is None:
             return x
         return torch.clamp(x, *self.clamp_range)
+
+    project = clamp
 
 
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
