@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from dgn import audit
-from dgn.audit import ImageSet, MemorisationAudit, nearest, resolve_spaces
+from dgn.audit import ImageSet, MemorisationAudit, nearest
+from dgn.encoding import encode
 from dgn.errors import DGNError
 from tests.tiny import tiny_pair
 
@@ -23,15 +24,6 @@ def _world(seed: int = 0, classes: int = 3, per_class: int = 6) -> tuple[torch.T
 def _brute(q: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     d = np.sqrt(((q[:, None, :].astype(np.float64) - x[None].astype(np.float64)) ** 2).sum(-1))
     return d.argmin(1), d.min(1)
-
-
-def test_default_spaces_follow_execution_order_and_relu():
-    _, clf = tiny_pair()
-    got = [(s.name, s.post_relu) for s in resolve_spaces(clf)]
-    assert got == [("pixel", False), ("conv1", True), ("conv2", True), ("fc6", True), ("fc8", False)]
-    assert [s.post_relu for s in resolve_spaces(clf, ["conv1:pre", "fc8:post"])] == [False, True]
-    with pytest.raises(DGNError):
-        resolve_spaces(clf, ["conv9"])
 
 
 def test_exact_copy_found_at_zero_in_every_space_and_flagged():
@@ -128,9 +120,9 @@ def test_matches_brute_force_numpy():
     auditor = MemorisationAudit(clf, k=6)
     result = auditor.audit(synthetic, train)
     lab = np.array(labels)
-    per_class = [audit.encode(clf, images[lab == c], auditor.spaces) for c in range(3)]  # as the audit streams
+    per_class = [encode(clf, images[lab == c], auditor.spaces) for c in range(3)]  # as the audit streams
     codes = {s.name: np.concatenate([p[s.name] for p in per_class]) for s in auditor.spaces}
-    q_codes = audit.encode(clf, synth_images, auditor.spaces)
+    q_codes = encode(clf, synth_images, auditor.spaces)
     lab = np.array(labels)
     for i, item in enumerate(result.items):
         members = np.flatnonzero(lab == item["class"])
@@ -142,7 +134,7 @@ def test_matches_brute_force_numpy():
             # test): within float32 rounding (1e-5 of the code's norm) of the batched codes' distance, and
             # exactly the alone codes' one
             assert hit["distance"] == pytest.approx(d[0], abs=1e-5 * float(np.linalg.norm(q_codes[s.name][i])))
-            alone = [audit.encode(clf, x[None], auditor.spaces, 1)[s.name][0].astype(np.float64)
+            alone = [encode(clf, x[None], auditor.spaces, 1)[s.name][0].astype(np.float64)
                      for x in (synth_images[i], images[hit["index"]])]
             assert hit["distance"] == pytest.approx(np.linalg.norm(alone[0] - alone[1]), rel=1e-12, abs=1e-12)
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from dgn import spaces
-from dgn.audit import PIXEL, resolve_spaces
+from dgn.encoding import PIXEL, resolve_spaces
 from dgn.errors import DGNError
 from dgn.layers import capture
 from dgn.models import Classifier, input_shape
@@ -119,7 +119,7 @@ class InvarianceAnalysis:
     Args:
         classifier: the network.
         layers: layer names or aliases, each optionally ``:pre`` / ``:post`` (default: every conv and
-            fully connected layer, post-ReLU where a ReLU follows; see :func:`dgn.audit.resolve_spaces`);
+            fully connected layer, post-ReLU where a ReLU follows; see :func:`dgn.encoding.resolve_spaces`);
             ``pixel`` compares the transformed images themselves.
         batch_size: images per forward pass.
     """

@@ -1,7 +1,7 @@
 """Nearest training images of a query image in a layer's feature space (or pixel space).
 
 Features are the memorisation audit's (:func:`dgn.audit.encode`: the classifier's input size, its
-pixel space, pre- or post-ReLU as :func:`dgn.audit.resolve_spaces` decides), and so is the search:
+pixel space, pre- or post-ReLU as :func:`dgn.encoding.resolve_spaces` decides), and so is the search:
 FAISS proposes candidates on float32 copies centred on the base mean, and the candidates are
 re-ranked by exact float64 distances (:func:`dgn.audit.exact_distances`), ties to the lower index.
 """
@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dgn.audit import _faiss, encode, exact_distances, resolve_spaces
+from dgn.audit import _faiss, exact_distances
+from dgn.encoding import encode, resolve_spaces
 from dgn.errors import DGNError
 from dgn.models import Classifier
 
@@ -60,7 +61,7 @@ def load_folder(
 
 def layer_features(classifier: Classifier, rgb: torch.Tensor, layer: str, batch_size: int = 256) -> np.ndarray:
     """Flattened features (N, d) float32 of RGB 0..1 images at ``layer`` (``pixel``, a name or alias, with an
-    optional ``:pre`` / ``:post`` suffix; see :func:`dgn.audit.resolve_spaces`)."""
+    optional ``:pre`` / ``:post`` suffix; see :func:`dgn.encoding.resolve_spaces`)."""
     (space,) = resolve_spaces(classifier, [layer])
     return encode(classifier, rgb, [space], batch_size)[space.name]
 
