@@ -146,6 +146,32 @@ class ActMaxStep:
         return params + lr * grad / row_scale.clamp_min(1e-30).view(-1, *(1,) * (grad.dim() - 1))
 
 
+class AdamStep:
+    """Adam ascent, ``x + lr * m_hat / (sqrt(v_hat) + eps)``, elementwise, so rows stay independent.
+
+    Holds its moments, so use one instance per run. A non-finite gradient entry counts as 0 in the
+    moments (its row does not move that step anyway).
+    """
+
+    def __init__(self, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.m: Tensor | None = None
+        self.v: Tensor | None = None
+        self.t = 0
+
+    def __call__(self, params: Tensor, grad: Tensor, info: StepInfo) -> Tensor:
+        grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+        if self.m is None or self.v is None:
+            self.m, self.v = torch.zeros_like(grad), torch.zeros_like(grad)
+        b1, b2 = self.betas
+        self.t += 1
+        self.m = b1 * self.m + (1 - b1) * grad
+        self.v = b2 * self.v + (1 - b2) * grad * grad
+        m_hat = self.m / (1 - b1**self.t)
+        v_hat = self.v / (1 - b2**self.t)
+        return params + self.lr * m_hat / (v_hat.sqrt() + self.eps)
+
+
 @dataclass(frozen=True)
 class BoxDecay:
     """act_max's projection: clip to [lower, upper] (each may be None), then multiply by ``decay``."""
@@ -177,6 +203,8 @@ class Problem:
         ascend: what the gradient follows, when it differs from ``objective`` (e.g. a contrastive score).
         transform: ``(input, step) -> input``, a random robustness transform of the model's input on
             gradient steps; the recorded value is always that of the untransformed input.
+        observe: called with ``(step, iterate, values)`` for every iterate evaluated (to follow a run step
+            by step, as act_max's debug output); values are the rows' recorded objective values.
     """
 
     start: Tensor
@@ -188,6 +216,7 @@ class Problem:
     ascend: Objective | None = None
     transform: Callable[[Tensor, int], Tensor] | None = None
     iterate: Callable[[Tensor], Tensor] = lambda params: params
+    observe: Callable[[int, Tensor, Tensor], None] | None = None
 
 
 def optimise(problem: Problem, steps: int, precision: str = "fp32", progress: Callable[[int], None] | None = None,
@@ -214,6 +243,8 @@ def optimise(problem: Problem, steps: int, precision: str = "fp32", progress: Ca
             with torch.no_grad(), autocast_for(device, precision):
                 values = p.objective(p.forward(p.image(x)), x)
             track.record(step, values.float(), p.iterate(x))
+            if p.observe is not None:
+                p.observe(step, p.iterate(x), values.float())
             break
         live = x.detach().requires_grad_(True)
         with autocast_for(device, precision):
@@ -229,6 +260,8 @@ def optimise(problem: Problem, steps: int, precision: str = "fp32", progress: Ca
             with torch.no_grad(), autocast_for(device, precision):
                 values = p.objective(p.forward(seen), x)
         track.record(step, values.detach().float(), p.iterate(x.detach()))
+        if p.observe is not None:
+            p.observe(step, p.iterate(x.detach()), values.detach().float())
         grad = grad.float()
         moving, scale, _ = track.gate(grad)
         info = StepInfo(step, scale, {k: v.detach() for k, v in acts.items()})

@@ -36,6 +36,8 @@ class Generator:
         name: registry / architecture name.
         default_upper_bound: scalar code upper bound used when no bounds file is given.
         weights_sha256: checksum of the loaded weights, or ``"random:<seed>"``.
+        encoder: ``"CLASSIFIER:LAYER"``, the network and layer whose output the prior was trained to invert
+            (its codes are that layer's outputs, post-ReLU where a ReLU follows); None when unknown.
     """
 
     module: nn.Module
@@ -44,6 +46,7 @@ class Generator:
     name: str
     default_upper_bound: float = 12.0
     weights_sha256: str = ""
+    encoder: str | None = None
 
     def __call__(self, codes: torch.Tensor) -> torch.Tensor:
         return self.module(codes)
@@ -82,6 +85,7 @@ class Architecture:
     space: PixelSpace
     code_shape: tuple[int, ...] = ()
     default_upper_bound: float = DEEPSIM_DEFAULT_UPPER  # scalar code bound when no bounds file is given (generators)
+    encoder: str | None = None  # generators: "CLASSIFIER:LAYER" whose output is the code
 
 
 def _torchvision(name: str) -> Callable[[], nn.Module]:
@@ -124,10 +128,14 @@ _CAFFE_256 = spaces.CAFFE_BGR_IMAGENET.with_size((256, 256))
 _TV_224 = spaces.TORCHVISION_IMAGENET.with_size((224, 224))
 
 ARCHITECTURES: dict[str, Architecture] = {
-    "deepsim-fc6": Architecture("generator", lambda: DeePSimGenerator("fc6"), _CAFFE_256, (4096,)),
-    "deepsim-fc7": Architecture("generator", lambda: DeePSimGenerator("fc7"), _CAFFE_256, (4096,)),
-    "deepsim-fc8": Architecture("generator", lambda: DeePSimGenerator("fc8"), _CAFFE_256, (1000,)),
-    "deepsim-pool5": Architecture("generator", lambda: DeePSimGenerator("pool5"), _CAFFE_256, (256, 6, 6)),
+    "deepsim-fc6": Architecture("generator", lambda: DeePSimGenerator("fc6"), _CAFFE_256, (4096,),
+                                 encoder="caffenet:fc6"),
+    "deepsim-fc7": Architecture("generator", lambda: DeePSimGenerator("fc7"), _CAFFE_256, (4096,),
+                                 encoder="caffenet:fc7"),
+    "deepsim-fc8": Architecture("generator", lambda: DeePSimGenerator("fc8"), _CAFFE_256, (1000,),
+                                 encoder="caffenet:fc8"),
+    "deepsim-pool5": Architecture("generator", lambda: DeePSimGenerator("pool5"), _CAFFE_256, (256, 6, 6),
+                                 encoder="caffenet:pool5"),
     "caffenet": Architecture("classifier", CaffeNet, spaces.CAFFE_BGR_IMAGENET.with_size((227, 227))),
     "alexnet": Architecture("classifier", _torchvision("alexnet"), _TV_224),
     "vgg16": Architecture("classifier", _torchvision("vgg16"), _TV_224),
@@ -138,7 +146,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "cifar-caffenet": Architecture("classifier", _cifar_caffenet, spaces.CAFFE_BGR_IMAGENET.with_size((32, 32))),
     # Its 3-sigma bounds file has median 2 (max 5): its fc6 activations are on a smaller scale than CaffeNet's.
     "cifar-deepsim-fc6": Architecture(
-        "generator", _cifar_generator, spaces.CAFFE_BGR_IMAGENET.with_size((32, 32)), (512,), 2.0
+        "generator", _cifar_generator, spaces.CAFFE_BGR_IMAGENET.with_size((32, 32)), (512,), 2.0, "cifar-caffenet:fc6"
     ),
     # The offline video world (dgn.data_video): a small LRCN; takes (T, N, 3, 32, 32) clips, or images as 1-frame clips.
     "video-lrcn-shapes": Architecture("classifier", _video_lrcn_shapes, spaces.CAFFE_BGR_IMAGENET.with_size((32, 32))),
@@ -240,7 +248,7 @@ def load_generator(
     """Build a named generator (see ``names("generator")``) with real or seeded random weights."""
     arch = _architecture(name, "generator")
     module, sha = _build(name, "generator", random_weights, seed, weights_dir)
-    return Generator(module, arch.space, arch.code_shape, name, arch.default_upper_bound, sha)
+    return Generator(module, arch.space, arch.code_shape, name, arch.default_upper_bound, sha, arch.encoder)
 
 
 def load_classifier(

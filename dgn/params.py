@@ -103,6 +103,11 @@ class VideoCodes(GeneratorCodes):
             codes = initial_codes([seed + f for f in range(self.frames)], shape)
         return codes[None].to(self.device)
 
+    def per_frame(self) -> GeneratorCodes:
+        """The same prior, space and box for codes one per frame (B, *code_shape), e.g. to encode a start."""
+        return GeneratorCodes(self.generator, self.target, self.fit_mode, self.lower, self.upper, self.decay,
+                              self.device)
+
     def to_image(self, video: torch.Tensor) -> torch.Tensor:
         """The frames (F, 3, H, W) of one video in the model's pixel space."""
         return super().to_image(video[0])

@@ -100,6 +100,16 @@ def run_in_chunks(
     return parts
 
 
+def starts_by_row(rows: Sequence[Row], start: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """Each row's initial parameters (by ``Row.key``) from one start for all rows or one per row; {} for None."""
+    if start is None:
+        return {}
+    if start.shape[0] not in (1, len(rows)):
+        raise DGNError(f"{start.shape[0]} starts for {len(rows)} rows: give one start for all rows or one per row "
+                       "(targets x restarts, restarts innermost)")
+    return {r.key: start[0 if start.shape[0] == 1 else i] for i, r in enumerate(rows)}
+
+
 def plan_rows(
     targets: Sequence[Target],
     labels: Sequence[str],

@@ -31,7 +31,7 @@ from dgn.models import Classifier, Generator, input_shape, model_record
 from dgn.objectives import UnitObjective, UnitReference
 from dgn.params import GeneratorCodes
 from dgn.receptive import ReceptiveFields
-from dgn.rows import Row, RowsResult, TargetPlanner, run_in_chunks
+from dgn.rows import Row, RowsResult, TargetPlanner, run_in_chunks, starts_by_row
 from dgn.targets import Target
 
 SCORES = ("unit", "contrast", "log_softmax")
@@ -185,6 +185,7 @@ class DGNAM(TargetPlanner):
         objective: Callable | None = None,
         codes: torch.Tensor | None = None,
         progress: Callable[[int], None] | None = None,
+        observe: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
     ) -> RowsResult:
         """Run the act_max loop on ``rows`` as one batch.
 
@@ -194,6 +195,7 @@ class DGNAM(TargetPlanner):
             objective: per-row objective; default maximises each row's target unit.
             codes: initial codes (B, *code_shape); default from each row's seed.
             progress: called after each step with the number of rows it advanced (for progress bars).
+            observe: called with (step, codes, activations) for every iterate (see ``engine.Problem``).
         """
         s = self.settings
         objective = objective or self.objective(rows)
@@ -209,6 +211,7 @@ class DGNAM(TargetPlanner):
             ascend=(objective - UnitReference([r.target for r in rows], s.score, [r.partner for r in rows])
                     if s.score != "unit" else None),
             transform=RowTransforms(rows, s.jitter, s.scale_jitter, s.flip) if s.transforms else None,
+            observe=observe,
         )
         track = optimise(problem, s.steps, s.precision, progress)
         pair_end = None
@@ -246,6 +249,7 @@ class DGNAM(TargetPlanner):
         skip: Iterable[str] = (),
         on_chunk: Callable[[RowsResult], None] | None = None,
         progress: Callable[[int], None] | None = None,
+        start: torch.Tensor | None = None,
     ) -> RowsResult | None:
         """Optimise every (target, restart) row in chunks of ``batch_size`` rows.
 
@@ -258,14 +262,22 @@ class DGNAM(TargetPlanner):
             skip: row keys (``Row.key``) to leave out, e.g. rows a resumed run already finished.
             on_chunk: called with each finished chunk's results (to write them as they come).
             progress: called after each step with the number of rows it advanced.
+            start: initial codes instead of the seeds' (e.g. of real images, see :mod:`dgn.starts`): one
+                code (1, *code_shape) for every row, or one per row of the plan, in its order.
 
         Returns:
             All rows' results in order, or None when every row was skipped.
         """
         skip = set(skip)
-        rows = [r for r in self.plan(targets, restarts, seed) if r.key not in skip]
-        parts = run_in_chunks(rows, batch_size, lambda chunk: self.optimise(chunk, upper_bound, progress=progress),
-                              on_chunk)
+        planned = self.plan(targets, restarts, seed)
+        starts = starts_by_row(planned, start)
+        rows = [r for r in planned if r.key not in skip]
+
+        def optimise(chunk: list[Row]) -> RowsResult:
+            codes = torch.stack([starts[r.key] for r in chunk]) if starts else None
+            return self.optimise(chunk, upper_bound, codes=codes, progress=progress)
+
+        parts = run_in_chunks(rows, batch_size, optimise, on_chunk)
         return RowsResult.concat(parts) if parts else None
 
     @property

@@ -202,3 +202,61 @@ def test_an_os_error_mid_run_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(dgn.cli.layers, "run", fail)
     assert main(["layers", "cifar-caffenet"]) == 2
     assert capsys.readouterr().err == "dgn: error: /full/disk/run/manifest.json: No space left on device\n"
+
+
+def _picture(path, seed=0):
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray((np.random.default_rng(seed).random((32, 32, 3)) * 255).astype(np.uint8)).save(path)
+    return str(path)
+
+
+CIFAR_WORLD = ["--generator", "cifar-deepsim-fc6", "--classifier", "cifar-caffenet", "--device", "cpu"]
+
+
+@pytest.mark.parametrize("mode", ["encode", "invert"])
+def test_synthesize_starts_from_a_real_image(tmp_path, capsys, mode):
+    image = _picture(tmp_path / "start.png")
+    out = tmp_path / "run"
+    code = main(["synthesize", *CIFAR_WORLD, "--target", "fc8:1", "--restarts", "2", "--steps", "2",
+                 "--init-image", image, "--init-mode", mode, "--invert-steps", "3", "--out", str(out)])
+    assert code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    start = manifest["config"]["start"]
+    assert start["mode"] == mode and start["images"] == [image] and len(start["reconstruction_rmse"]) == 1
+    assert start.get("encoder") == ("cifar-caffenet:fc6" if mode == "encode" else None)
+    first, second = manifest["rows"]
+    assert first["act_start"] == second["act_start"]  # both restarts start from the image, not from their seeds
+    assert f"by {mode}; RMS error" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--init-image", "A", "--init-image", "A"], "2 starts for 3 rows"),
+        (["--init-image", "/nonexistent/ship.png"], "start image /nonexistent/ship.png does not exist"),
+        (["--init-image", "A", "--init-mode", "guess"], "invalid choice: 'guess'"),
+        (["--init-image", "A", "--init-mode", "invert", "--invert-steps", "0"], "inversion steps must be >= 1"),
+    ],
+)
+def test_bad_start_images_are_one_line_errors(tmp_path, capsys, extra, message):
+    image = _picture(tmp_path / "start.png")
+    extra = [image if a == "A" else a for a in extra]
+    code = main(["synthesize", *CIFAR_WORLD, "--target", "fc8:0-2", "--steps", "2", *extra,
+                 "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "o" / "manifest.json").exists()
+
+
+def test_video_starts_every_frame_from_one_image(tmp_path):
+    image = _picture(tmp_path / "start.png")
+    out = tmp_path / "video"
+    code = main(["video", "--class", "0", "--frames", "4", "--steps", "2", "--device", "cpu", "--init-image", image,
+                 "--out", str(out)])
+    assert code == 0
+    start = json.loads((out / "manifest.json").read_text())["start"]
+    assert start["mode"] == "encode" and len(start["reconstruction_rmse"]) == 1
+    assert main(["video", "--class", "0", "--frames", "4", "--steps", "2", "--device", "cpu", "--init-image", image,
+                 "--init-image", image, "--out", str(tmp_path / "v2")]) == 2

@@ -214,3 +214,31 @@ def test_step_info_reaches_the_step_rule():
     assert [s for s, _, _ in seen] == [0, 1] and not any(g for _, _, g in seen)
     assert torch.equal(seen[0][1], torch.tensor([2.0]))
 
+
+
+def test_adam_step_ascends_as_torch_adam_descends_the_negative():
+    """The Adam step rule moves like torch.optim.Adam minimising -objective (no projection here)."""
+    from dgn.engine import AdamStep
+
+    w = torch.tensor([[1.0, -2.0, 4.0], [0.5, 0.5, -1.0]])
+    quad = lambda image: {"out": -((image - w) ** 2).flatten(1).sum(1)}
+    x0 = torch.zeros(2, 3)
+    track = optimise(linear_problem(w, x0, forward=quad, step=AdamStep(0.1), project=lambda x: x), 6,
+                     evaluate_last=False)
+    x = x0.clone().requires_grad_(True)
+    adam = torch.optim.Adam([x], lr=0.1)
+    for _ in range(6):
+        adam.zero_grad()
+        (-quad(x)["out"].sum()).backward()
+        adam.step()
+    torch.testing.assert_close(track.params, x.detach())
+
+
+def test_observe_sees_every_iterate_and_its_value():
+    w = torch.tensor([[1.0, -2.0, 4.0]])
+    seen = []
+    track = optimise(linear_problem(w, torch.ones(1, 3), observe=lambda s, x, v: seen.append((s, x.clone(), v))), 4)
+    assert [s for s, _, _ in seen] == [0, 1, 2, 3]
+    torch.testing.assert_close(seen[-1][1], track.last)
+    torch.testing.assert_close(seen[0][2], track.act_start)
+    torch.testing.assert_close(seen[-1][2], track.act_end)

@@ -50,8 +50,34 @@ def add_synthesis_options(p: argparse.ArgumentParser) -> None:
                    help="image mapping: the original's clip(-120,120)/240+0.5 (act_max), the same stretched per "
                         "image to 0..255 as the original's saved PNGs (imsave), or adding the mean (mean)")
     p.add_argument("--no-rf-crop", action="store_true", help="do not crop spatial units' images to the receptive field")
+    add_start_options(p, "one for every row, or one per row (targets x restarts, restarts innermost)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished rows")
     p.add_argument("--out", required=True, help="output directory")
+
+
+def add_start_options(p: argparse.ArgumentParser, how_many: str) -> None:
+    p.add_argument("--init-image", action="append", default=[], metavar="PATH",
+                   help=f"start from the code of a real image instead of a seeded random code; repeatable: {how_many}")
+    p.add_argument("--init-mode", choices=["encode", "invert"], default="encode",
+                   help="the start's code: the prior's encoder layer of the image (encode, as the original's "
+                        "--init_file), or a code optimised until G reproduces the image (invert; needs only G)")
+    p.add_argument("--invert-steps", type=int, default=200, help="Adam steps of --init-mode invert (default 200)")
+
+
+def start_from_args(args: argparse.Namespace, param) -> tuple[object, dict | None]:
+    """The start codes of ``--init-image`` for parameterisation ``param`` (None without), and their record;
+    prints each start image's reconstruction error."""
+    if not args.init_image:
+        return None, None
+    from dgn.starts import Inversion, starts_from_files
+
+    codes, record = starts_from_files(param, args.init_image, args.init_mode, args.random_weights, args.seed,
+                                      args.weights_dir, Inversion(args.invert_steps))
+    errors = ", ".join(f"{e:.3f}" for e in record["reconstruction_rmse"][:8])
+    more = " ..." if len(record["reconstruction_rmse"]) > 8 else ""
+    print(f"start codes of {len(record['reconstruction_rmse'])} image(s) by {args.init_mode}; "
+          f"RMS error of G(code) against the image (RGB 0..1): {errors}{more}")
+    return codes, record
 
 
 def batch_size(text: str) -> int | str:

@@ -11,6 +11,7 @@ from dgn.cli.common import (
     load_classifier_from_args,
     print_summary,
     progress_bar,
+    start_from_args,
 )
 
 HELP = "DGN-AM: optimise generator codes to maximise units"
@@ -43,6 +44,7 @@ def run_synthesis(args: argparse.Namespace, targets: list[str], gamma: float = 1
     from dgn.distributed import init_world
     from dgn.models import load_generator
     from dgn.outputs import run_and_write
+    from dgn.rows import starts_by_row
     from dgn.synthesis import DGNAM, ActMaxSettings
 
     world, device = init_world(args.device)
@@ -57,9 +59,13 @@ def run_synthesis(args: argparse.Namespace, targets: list[str], gamma: float = 1
                                                   args.random_weights, args.weights_dir)
     dgnam = DGNAM(generator, classifier, settings, device)
     rows = dgnam.plan(targets, args.restarts, args.seed)
+    start, start_record = start_from_args(args, dgnam.codes(bounds))
+    starts_by_row(rows, start)  # the number of starts fits the rows, before anything runs
     config = dgnam.describe()
     config.update(targets=targets, restarts=args.restarts, seed=args.seed, bounds=bounds_label,
                   random_weights=args.random_weights, display=args.display)
+    if start_record is not None:
+        config["start"] = start_record
     batch_size = args.batch_size
     if batch_size == "auto":  # measured with the deepest target; every rank uses the smallest choice
         from dgn.distributed import agree_on_minimum
@@ -71,7 +77,8 @@ def run_synthesis(args: argparse.Namespace, targets: list[str], gamma: float = 1
         batch_size = agree_on_minimum(choose_batch_size(dgnam, str(deepest)), world)
         if world.is_main:
             print(f"--batch-size auto: {batch_size} rows per chunk")
-    synthesize = functools.partial(dgnam.synthesize, targets, args.restarts, args.seed, upper_bound=bounds)
+    synthesize = functools.partial(dgnam.synthesize, targets, args.restarts, args.seed, upper_bound=bounds,
+                                   start=start)
     manifest, optimised = run_and_write(synthesize, rows, dgnam, args.out, config, settings.steps, batch_size,
                                         args.resume, args.display, world,
                                         progress=lambda total: progress_bar(total, "synthesize", world.is_main))

@@ -11,6 +11,7 @@ import argparse
 import math
 from pathlib import Path
 
+from dgn.cli.common import add_start_options, start_from_args
 from dgn.errors import DGNError
 
 HELP = "preferred videos of an LRCN activity-recognition net; frame-order probe"
@@ -36,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--smoothness", type=float, default=0.0,
                    help="weight of the penalty on consecutive codes' mean squared difference (default 0)")
     p.add_argument("--shared-start", action="store_true", help="all frames start from one code")
+    add_start_options(p, "one image for every frame, one per frame, or a GIF or folder of frames")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--seed", type=int, default=0, help="seed of the initial codes and of the probe's shuffle")
     p.add_argument("--lr-start", type=float, default=8.0)
@@ -118,9 +120,16 @@ def _synthesise(args: argparse.Namespace, model, class_names: list[str], device)
     bounds, bounds_label = weights.resolve_bounds(args.bounds, args.generator, math.prod(generator.code_shape),
                                                   args.random_weights, args.weights_dir)
     synth = video.VideoSynthesizer(generator, model, settings, device)
+    start, start_record = start_from_args(args, synth.codes(bounds).per_frame())
+    if start is not None:
+        if len(start) not in (1, settings.frames):
+            raise DGNError(f"{len(start)} start images for {settings.frames} frames: give one for every frame or "
+                           "one per frame")
+        start = start.expand(settings.frames, *start.shape[1:]) if len(start) == 1 else start
     with tqdm(total=settings.steps, unit="step", desc=f"video {args.class_}", disable=None) as bar:
-        result = synth.run(class_index, args.seed, bounds, progress=bar.update)
-    manifest = video.write_video(args.out, synth, result, class_names, args.seed, args.fps, {"bounds": bounds_label})
+        result = synth.run(class_index, args.seed, bounds, codes=start, progress=bar.update)
+    extra = {"bounds": bounds_label, **({"start": start_record} if start_record is not None else {})}
+    manifest = video.write_video(args.out, synth, result, class_names, args.seed, args.fps, extra)
     probs = manifest["class_probability"]
     probe = manifest["order_probe"]
     print(f"class {manifest['class_name']} ({class_index}): objective {result.objective_start:.3f} -> "
