@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fixtures", type=Path, default=REPO.parent / "shared" / "fixtures")
     parser.add_argument("--work", type=Path, default=Path("/tmp/dgn-real-start"))
     parser.add_argument("--ships", type=int, default=200)
-    parser.add_argument("--montage", type=Path, default=None, help="real, start and steps of 4 ships per run")
+    parser.add_argument("--montage", type=Path, default=None, help="per run (in order), 4 ships: the real photo, then the image at steps 0, 5, 10, 29 (and 199)")
     args = parser.parse_args(argv)
 
     judge = find_judge()
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             shown = [s for s in (0, 5, 10, 29, 199) if s in images]
             for i in range(4):
                 tiles += [to_uint8(real_seen[i], space, "mean")] + [to_uint8(images[s][i], space, "mean") for s in shown]
-                labels += [f"real {ids[i].split('/')[-1]}"] + [f"{mode} step {s}" for s in shown]
+                labels += ["real"] + [f"step {s}" for s in shown]
                 tiles += [tiles[-1] * 0 + 255] * (6 - len(shown) - 1)
                 labels += [""] * (6 - len(shown) - 1)
     if args.montage is not None:
