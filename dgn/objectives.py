@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from dgn.targets import Target
+from dgn.targets import Target, load_direction
 
 
 class Objective:
@@ -84,28 +84,34 @@ class Scaled(Objective):
         return self.factor * self.inner(acts, params)
 
 
-class UnitIndex:
-    """Where each row's unit sits in the captured outputs, as index tensors built once.
+class TargetValues:
+    """Each row's value of its own target from the captured outputs, with index tensors built once.
+
+    Neurons are gathered in one indexing per layer; channels (``@mean``), whole layers (mean squared
+    activation) and directions (dot product with a vector, at a position or averaged) are reduced per row.
 
     Args:
-        targets: one resolved target per row (spatial layers need a position).
+        targets: one resolved target per row (a neuron of a spatial layer needs a position).
     """
 
     def __init__(self, targets: Sequence[Target]) -> None:
         self.batch = len(targets)
-        by_layer: dict[str, list[int]] = {}
+        neurons: dict[str, list[int]] = {}
         for row, target in enumerate(targets):
-            by_layer.setdefault(target.layer, []).append(row)
+            if target.is_neuron:
+                neurons.setdefault(target.layer, []).append(row)
         self._cpu = {
             layer: [torch.tensor(rows), torch.tensor([targets[r].unit for r in rows])]
             + ([torch.tensor([targets[r].position[0] for r in rows]), torch.tensor([targets[r].position[1] for r in rows])]
                if targets[rows[0]].position is not None else [])
-            for layer, rows in by_layer.items()
+            for layer, rows in neurons.items()
         }
+        self._others = [(row, t) for row, t in enumerate(targets) if not t.is_neuron]
+        self._vectors = {t.vector: load_direction(t.vector) for _, t in self._others if t.kind == "direction"}
         self._on: dict[torch.device, dict[str, list[torch.Tensor]]] = {}
 
     def gather(self, acts: dict[str, torch.Tensor], post_relu: bool = False) -> torch.Tensor:
-        """(B,) activations, row i's own unit, differentiable; ReLU applied with ``post_relu``."""
+        """(B,) values, row i's own target, differentiable; with ``post_relu`` the activations pass a ReLU first."""
         device = next(iter(acts.values())).device
         if device not in self._on:
             self._on[device] = {k: [t.to(device) for t in v] for k, v in self._cpu.items()}
@@ -115,7 +121,26 @@ class UnitIndex:
             if (a.dim() == 2) != (len(where) == 1):
                 raise ValueError(f"targets on {layer!r} must have a position exactly when the layer is spatial")
             out = out.index_put((rows,), a[(rows, *where)].float())
-        return F.relu(out) if post_relu else out
+        if post_relu:
+            out = F.relu(out)
+        for row, target in self._others:
+            a = acts[target.layer][row].float()
+            out = out.index_put((torch.tensor([row], device=device),), self._reduce(F.relu(a) if post_relu else a,
+                                                                                    target)[None])
+        return out
+
+    def _reduce(self, a: torch.Tensor, target: Target) -> torch.Tensor:
+        """One row's activation (C,) or (C, H, W) -> its target's value."""
+        if target.kind == "layer":
+            return a.pow(2).mean()
+        if target.kind == "unit":  # a channel: its mean over all positions
+            return a[target.unit].mean()
+        vector = self._vectors[target.vector].to(a.device)
+        if a.dim() == 1:
+            return a @ vector
+        if target.mean:
+            return torch.einsum("chw,c->hw", a, vector).mean()
+        return a[:, target.position[0], target.position[1]] @ vector
 
 
 def balance_penalty(difference: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
@@ -156,8 +181,8 @@ class UnitObjective(Objective):
     def __post_init__(self) -> None:
         partners = [p for p in (self.partners or []) if p is not None]
         self.layers = tuple(dict.fromkeys([t.layer for t in self.targets] + [p.layer for p in partners]))
-        self._first = UnitIndex(self.targets)
-        self._second = UnitIndex([p or t for p, t in zip(self.partners, self.targets)]) if partners else None
+        self._first = TargetValues(self.targets)
+        self._second = TargetValues([p or t for p, t in zip(self.partners, self.targets)]) if partners else None
         self._has_partner = torch.tensor([p is not None for p in (self.partners or [None] * len(self.targets))])
 
     def __len__(self) -> int:
@@ -232,4 +257,49 @@ class UnitReference(Objective):
                 own = units.gather(1, unit[:, None])[:, 0]
                 ref = (units.sum(1) - own) / max(units.shape[1] - 1, 1)
             out = out.index_put((where,), ref)
+        return out
+
+
+class Diversity(Objective):
+    """Lucid's diversity term, per row: minus ``weight`` times the mean cosine similarity of the row's Gram
+    matrix with those of the other rows of its group (e.g. the restarts of one target), at each row's layer.
+
+    The Gram matrix of a conv layer's (C, H, W) output is F F^T / (H W) with F its (C, HW) features; for a
+    non-spatial layer a a^T, whose cosine similarity is cos(a_i, a_j)^2 (computed so, without the C x C
+    matrix). A row alone in its group gets 0. Unlike every other objective this one couples rows: the rows
+    of a group must run in one batch.
+
+    Args:
+        groups: one key per row; rows with equal keys push each other apart.
+        layers: one layer per row (the layer whose features are compared).
+        weight: the term's weight.
+    """
+
+    def __init__(self, groups: Sequence[str], layers: Sequence[str], weight: float = 1.0) -> None:
+        if len(groups) != len(layers):
+            raise ValueError(f"{len(groups)} groups for {len(layers)} layers")
+        ids = {key: i for i, key in enumerate(dict.fromkeys(groups))}
+        self.group = torch.tensor([ids[g] for g in groups])
+        self.row_layers, self.weight = list(layers), float(weight)
+        self.layers = tuple(dict.fromkeys(layers))
+
+    def __call__(self, acts, params=None):
+        device = next(iter(acts.values())).device
+        group = self.group.to(device)
+        out = torch.zeros(len(self.row_layers), dtype=torch.float32, device=device)
+        for layer in self.layers:
+            rows = torch.tensor([i for i, name in enumerate(self.row_layers) if name == layer], device=device)
+            a = acts[layer][rows].float()
+            if a.dim() == 2:
+                sim = F.normalize(a, dim=1) @ F.normalize(a, dim=1).T
+                sim = sim * sim
+            else:
+                features = a.flatten(2)
+                gram = features @ features.transpose(1, 2) / features.shape[2]
+                unit = F.normalize(gram.flatten(1), dim=1)
+                sim = unit @ unit.T
+            g = group[rows]
+            same = (g[:, None] == g[None, :]) & ~torch.eye(len(rows), dtype=torch.bool, device=device)
+            mean = (sim * same).sum(1) / same.sum(1).clamp_min(1)
+            out = out.index_put((rows,), -self.weight * mean)
         return out

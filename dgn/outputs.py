@@ -93,6 +93,8 @@ class RunWriter:
                 (``DGNAM``, or an image-space method whose "codes" are images).
         """
         space = method.output_space
+        rerun = {row.key for row in part.rows}  # rows run again (a coupled group's finished rows) replace their entry
+        self.rows = [row for row in self.rows if row["key"] not in rerun]
         last = method.render(part.codes_last, part.view_boxes)
         best = method.render(part.codes_best, part.view_boxes)
         for i, row in enumerate(part.rows):
@@ -110,6 +112,8 @@ class RunWriter:
                     "layer": row.target.layer,
                     "unit": row.target.unit,
                     "position": list(row.target.position) if row.target.position else None,
+                    **({} if row.target.is_neuron else {"kind": "channel" if row.target.kind == "unit"
+                                                        else row.target.kind, "mean": row.target.mean}),
                     "restart": row.restart,
                     "seed": row.seed,
                     "image": image,

@@ -436,8 +436,8 @@ class InvertSaturated:
 
     Garon et al. (seed 001) invert the gradient once the softmax saturates (their code tests
     ``p == 1`` in float32), so optimisation keeps moving instead of settling on an average image.
-    The softmax is taken over the units of the row's target layer; rows on spatial layers are left
-    alone.
+    The softmax is taken over the units of the row's target layer; rows on spatial layers, and rows whose
+    target is a whole layer or a direction, are left alone.
     """
 
     threshold: float = 0.9999
@@ -449,7 +449,7 @@ class InvertSaturated:
         out = torch.zeros(len(ctx.targets), dtype=torch.bool)
         for i, target in enumerate(ctx.targets):
             a = ctx.acts.get(target.layer)
-            if a is not None and a.dim() == 2:
+            if a is not None and a.dim() == 2 and target.kind == "unit":
                 out[i] = bool(torch.softmax(a[i].detach().float(), 0)[target.unit] > self.threshold)
         return out
 

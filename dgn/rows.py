@@ -110,6 +110,20 @@ def starts_by_row(rows: Sequence[Row], start: torch.Tensor | None) -> dict[str, 
     return {r.key: start[0 if start.shape[0] == 1 else i] for i, r in enumerate(rows)}
 
 
+def coupled_rows(planned: Sequence[Row], skip: set[str], batch_size: int) -> tuple[list[Row], int]:
+    """Rows to run when the restarts of a target are optimised together (a diversity term couples them).
+
+    Returns every row of each target with an unfinished row (a finished one runs again, to the same
+    result, so its siblings see it), and the batch size rounded up to whole targets.
+    """
+    groups: dict[str, list[Row]] = {}
+    for row in planned:
+        groups.setdefault(row.label, []).append(row)
+    size = max(len(g) for g in groups.values()) if groups else 1
+    rows = [r for g in groups.values() if any(r.key not in skip for r in g) for r in g]
+    return rows, max(size, -(-batch_size // size) * size)
+
+
 def plan_rows(
     targets: Sequence[Target],
     labels: Sequence[str],

@@ -26,12 +26,12 @@ import torch.nn.functional as F
 from dgn import spaces
 from dgn.engine import ActMaxStep, Problem, autocast_for, optimise, resolve_device
 from dgn.errors import PRECISIONS, DGNError, check_at_least, check_choice, check_decay
-from dgn.layers import forward_to
+from dgn.layers import forward_to, resolve_layer
 from dgn.models import Classifier, Generator, input_shape, model_record
-from dgn.objectives import UnitObjective, UnitReference
+from dgn.objectives import Diversity, Objective, UnitObjective, UnitReference, as_objective
 from dgn.params import GeneratorCodes
 from dgn.receptive import ReceptiveFields
-from dgn.rows import Row, RowsResult, TargetPlanner, run_in_chunks, starts_by_row
+from dgn.rows import Row, RowsResult, TargetPlanner, coupled_rows, run_in_chunks, starts_by_row
 from dgn.targets import Target
 
 SCORES = ("unit", "contrast", "log_softmax")
@@ -64,6 +64,11 @@ class ActMaxSettings:
         score: what each row maximises: "unit" (its unit, the original), "contrast" (its unit minus the
             mean of the other units of its layer at the same position, a class-contrastive score) or
             "log_softmax" (the log-probability of its unit among its layer's units at that position).
+        diversity: weight of Lucid's diversity term among the restarts of each target (0 = off): each row
+            also ascends minus the mean cosine similarity of its Gram matrix with its siblings' (see
+            ``dgn.objectives.Diversity``); the recorded activations stay the target's own. A target's restarts
+            then run in one batch.
+        diversity_layer: the layer whose Gram matrices are compared (None: each target's own layer).
     """
 
     steps: int = 200
@@ -83,6 +88,8 @@ class ActMaxSettings:
     scale_jitter: float = 0.0
     flip: bool = False
     score: str = "unit"
+    diversity: float = 0.0
+    diversity_layer: str | None = None
 
     def __post_init__(self) -> None:
         check_at_least("steps", self.steps, 1)
@@ -91,6 +98,8 @@ class ActMaxSettings:
         check_choice("score", self.score, SCORES)
         check_choice("precision", self.precision, PRECISIONS)
         check_decay(self.decay)
+        if not (self.diversity >= 0 and math.isfinite(self.diversity)):
+            raise DGNError(f"diversity must be a finite number >= 0, got {self.diversity}")
         if not (self.pair_smoothing >= 0 and math.isfinite(self.pair_smoothing)):
             raise DGNError(f"pair_smoothing must be a finite number >= 0, got {self.pair_smoothing}")
 
@@ -198,18 +207,23 @@ class DGNAM(TargetPlanner):
             observe: called with (step, codes, activations) for every iterate (see ``engine.Problem``).
         """
         s = self.settings
+        if s.score != "unit" and not all(r.target.is_neuron and (r.partner is None or r.partner.is_neuron)
+                                          for r in rows):
+            raise DGNError(f"score {s.score!r} compares a neuron with its layer's other units; it needs neuron targets "
+                           "(LAYER:UNIT or LAYER:UNIT@Y,X), not channels, layers or directions")
         objective = objective or self.objective(rows)
         param = self.codes(upper_bound)
         module = self.classifier.module
+        ascend = self._ascend(rows, objective)
+        layers = tuple(dict.fromkeys([*objective.layers, *(ascend.layers if ascend is not None else ())]))
         problem = Problem(
             start=param.start([r.seed for r in rows]) if codes is None else codes.to(self.device, torch.float32),
             image=param.to_image,
-            forward=lambda image: forward_to(module, image, objective.layers, s.stop_early),
+            forward=lambda image: forward_to(module, image, layers, s.stop_early),
             objective=objective,
             step=ActMaxStep(s.lr_start, s.lr_end, s.steps),
             project=param.project,
-            ascend=(objective - UnitReference([r.target for r in rows], s.score, [r.partner for r in rows])
-                    if s.score != "unit" else None),
+            ascend=ascend,
             transform=RowTransforms(rows, s.jitter, s.scale_jitter, s.flip) if s.transforms else None,
             observe=observe,
         )
@@ -231,6 +245,18 @@ class DGNAM(TargetPlanner):
             [self.view_box(r.target) for r in rows],
             pair_end,
         )
+
+    def _ascend(self, rows: Sequence[Row], objective: Objective) -> Objective | None:
+        """What the gradient follows when it is not the recorded objective: a contrastive score, diversity."""
+        s = self.settings
+        ascend = None
+        if s.score != "unit":
+            ascend = objective - UnitReference([r.target for r in rows], s.score, [r.partner for r in rows])
+        if s.diversity:
+            layer = resolve_layer(self.classifier.module, s.diversity_layer) if s.diversity_layer else None
+            term = Diversity([r.label for r in rows], [layer or r.target.layer for r in rows], s.diversity)
+            ascend = (ascend if ascend is not None else as_objective(objective)) + term
+        return ascend
 
     def objective(self, rows: Sequence[Row]) -> UnitObjective:
         """The default objective of these rows: their unit, or their pair of units, per the settings."""
@@ -271,7 +297,10 @@ class DGNAM(TargetPlanner):
         skip = set(skip)
         planned = self.plan(targets, restarts, seed)
         starts = starts_by_row(planned, start)
-        rows = [r for r in planned if r.key not in skip]
+        if self.settings.diversity:
+            rows, batch_size = coupled_rows(planned, skip, batch_size)
+        else:
+            rows = [r for r in planned if r.key not in skip]
 
         def optimise(chunk: list[Row]) -> RowsResult:
             codes = torch.stack([starts[r.key] for r in chunk]) if starts else None

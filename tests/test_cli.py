@@ -260,3 +260,28 @@ def test_video_starts_every_frame_from_one_image(tmp_path):
     assert start["mode"] == "encode" and len(start["reconstruction_rmse"]) == 1
     assert main(["video", "--class", "0", "--frames", "4", "--steps", "2", "--device", "cpu", "--init-image", image,
                  "--init-image", image, "--out", str(tmp_path / "v2")]) == 2
+
+
+def test_channel_layer_and_direction_targets_from_the_command_line(tmp_path):
+    (tmp_path / "v.txt").write_text(" ".join(str(i % 3 - 1) for i in range(64)))  # cifar-caffenet conv2: 64 channels
+    targets = ["conv2:3@mean", "conv2:layer", f"conv2:dir={tmp_path}/v.txt@mean"]
+    for command in (["synthesize"], ["baseline", "--preset", "simonyan"]):
+        out = tmp_path / command[0]
+        extra = CIFAR_WORLD if command == ["synthesize"] else CIFAR_WORLD[2:]
+        argv = [*command, *extra, *[a for t in targets for a in ("--target", t)], "--steps", "4", "--out", str(out)]
+        assert main(argv) == 0
+        rows = json.loads((out / "manifest.json").read_text())["rows"]
+        assert [r.get("kind") for r in rows] == ["channel", "layer", "direction"]
+        if command == ["synthesize"]:  # (simonyan's decay outweighs a 4-step ascent of a whole channel)
+            assert all(r["act_best"] > r["act_start"] for r in rows)
+
+
+def test_diversity_from_the_command_line_and_its_errors(tmp_path, capsys):
+    out = tmp_path / "div"
+    assert main(["synthesize", *CIFAR_WORLD, "--target", "fc8:1", "--restarts", "2", "--batch-size", "1",
+                 "--diversity", "2", "--diversity-layer", "conv5", "--steps", "3", "--out", str(out)]) == 0
+    config = json.loads((out / "manifest.json").read_text())["config"]["settings"]
+    assert (config["diversity"], config["diversity_layer"]) == (2.0, "conv5")
+    assert main(["synthesize", *CIFAR_WORLD, "--target", "fc8:1", "--diversity", "-1", "--out",
+                 str(tmp_path / "bad")]) == 2
+    assert "diversity must be a finite number >= 0" in capsys.readouterr().err

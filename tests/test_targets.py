@@ -52,3 +52,32 @@ def test_ranges_expand():
     assert expand_targets("fc8:7") == ["fc8:7"]
     with pytest.raises(DGNError, match="empty unit range"):
         expand_targets("fc8:5-3")
+
+
+def test_channel_layer_and_direction_forms_round_trip():
+    assert parse_target("conv5:12@mean") == Target("conv5", 12, None, "unit", True)
+    assert parse_target("conv5:layer") == Target("conv5", kind="layer")
+    assert parse_target("fc7:dir=probe.npy") == Target("fc7", -1, None, "direction", False, "probe.npy")
+    assert parse_target("conv5:dir=v.txt@2,3").position == (2, 3)
+    for text in ("conv5:12@mean", "conv5:layer", "fc7:dir=probe.npy", "conv5:dir=v.txt@mean", "conv5:dir=v.txt@2,3"):
+        assert str(parse_target(text)) == text
+    assert parse_target("conv5:12@mean").slug == "conv5_0012_mean"
+    assert parse_target("conv5:layer").slug == "conv5_layer"
+    assert parse_target("conv5:dir=a/probe.npy@mean").slug == "conv5_dir-probe_mean"
+    for bad, message in (("conv5:layer@1,1", "takes no position"), ("conv5:dir=", "names no direction file"),
+                         ("conv5:1@centre", "malformed position")):
+        with pytest.raises(DGNError, match=message):
+            parse_target(bad)
+
+
+def test_new_forms_resolve_against_the_layer(tmp_path):
+    net = tiny_classifier()
+    assert resolve_target(net, "conv2:1@mean", (8, 8, 8)).position is None
+    assert resolve_target(net, "fc6:1@mean", (32,)) == Target("fc6", 1)  # one place: a neuron
+    assert resolve_target(net, "conv2:layer", (8, 8, 8)).kind == "layer"
+    (tmp_path / "v.txt").write_text(" ".join(["1"] * 8))
+    assert resolve_target(net, f"conv2:dir={tmp_path}/v.txt", (8, 8, 8)).position == (3, 3)
+    with pytest.raises(DGNError, match="has 8 values but layer 'fc6' has 32 channels"):
+        resolve_target(net, f"fc6:dir={tmp_path}/v.txt", (32,))
+    with pytest.raises(DGNError, match="does not exist"):
+        resolve_target(net, "fc6:dir=/nonexistent.npy", (32,))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dgn.cli.common import load_classifier_from_args, progress_bar
+from dgn.cli.common import add_target_option, load_classifier_from_args, progress_bar
 from dgn.errors import DGNError
 
 HELP = "image-space activation maximisation (no generator), same outputs"
@@ -35,8 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--random-weights", action="store_true", help="seeded random weights (smoke tests, benchmarks)")
     p.add_argument("--weights-dir", default=None, help="directory with weights copied by hand (also $DGN_WEIGHTS_DIR)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
-    p.add_argument("--target", action="append", required=True, metavar="LAYER:UNIT[@Y,X]",
-                   help="unit to maximise; repeatable; ranges allowed (fc8:0-9)")
+    add_target_option(p)
     p.add_argument("--steps", type=int, default=None, help="iterations per row (default: the preset's)")
     p.add_argument("--restarts", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=16, help="rows optimised together")

@@ -29,9 +29,17 @@ def add_model_options(p: argparse.ArgumentParser, generator: bool = True) -> Non
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
 
 
+def add_target_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", action="append", required=True, metavar="TARGET",
+                   help="what to maximise; repeatable: LAYER:UNIT (a neuron; conv layers: at the centre), "
+                        "LAYER:UNIT@Y,X (a neuron there), LAYER:UNIT@mean (a channel's mean), LAYER:layer "
+                        "(DeepDream's mean squared activation), LAYER:dir=FILE[@Y,X|@mean] (a direction: the dot "
+                        "product with the vector in FILE, .npy or text), A+B (two neurons, see dgn pair); ranges "
+                        "fc8:0-9")
+
+
 def add_synthesis_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--target", action="append", required=True, metavar="LAYER:UNIT[@Y,X]",
-                   help="unit to maximise; repeatable; ranges allowed (fc8:0-9)")
+    add_target_option(p)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--restarts", type=int, default=1)
     p.add_argument("--batch-size", type=batch_size, default=16,
@@ -50,6 +58,11 @@ def add_synthesis_options(p: argparse.ArgumentParser) -> None:
                    help="image mapping: the original's clip(-120,120)/240+0.5 (act_max), the same stretched per "
                         "image to 0..255 as the original's saved PNGs (imsave), or adding the mean (mean)")
     p.add_argument("--no-rf-crop", action="store_true", help="do not crop spatial units' images to the receptive field")
+    p.add_argument("--diversity", type=float, default=0.0, metavar="WEIGHT",
+                   help="push each target's restarts apart: Lucid's diversity term (Gram-matrix cosine similarity) "
+                        "with this weight (default 0: off); a target's restarts then run in one batch")
+    p.add_argument("--diversity-layer", default=None, metavar="LAYER",
+                   help="the layer whose features --diversity compares (default: each target's own layer)")
     add_start_options(p, "one for every row, or one per row (targets x restarts, restarts innermost)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished rows")
     p.add_argument("--out", required=True, help="output directory")

@@ -44,7 +44,7 @@ def run_synthesis(args: argparse.Namespace, targets: list[str], gamma: float = 1
     from dgn.distributed import init_world
     from dgn.models import load_generator
     from dgn.outputs import run_and_write
-    from dgn.rows import starts_by_row
+    from dgn.rows import coupled_rows, starts_by_row
     from dgn.synthesis import DGNAM, ActMaxSettings
 
     world, device = init_world(args.device)
@@ -52,6 +52,7 @@ def run_synthesis(args: argparse.Namespace, targets: list[str], gamma: float = 1
         steps=args.steps, lr_start=args.lr_start, lr_end=args.lr_end, decay=args.decay, precision=args.precision,
         fit_mode=args.fit, post_relu=args.post_relu, crop_receptive_field=not args.no_rf_crop,
         pair_gamma=gamma, code_penalty=code_penalty, pair_smoothing=pair_smoothing,
+        diversity=args.diversity, diversity_layer=args.diversity_layer,
     )
     generator = load_generator(args.generator, args.random_weights, args.seed, args.weights_dir)
     classifier = load_classifier_from_args(args, args.seed)
@@ -77,6 +78,8 @@ def run_synthesis(args: argparse.Namespace, targets: list[str], gamma: float = 1
         batch_size = agree_on_minimum(choose_batch_size(dgnam, str(deepest)), world)
         if world.is_main:
             print(f"--batch-size auto: {batch_size} rows per chunk")
+    if settings.diversity:  # a target's restarts run in one batch: chunks (and torchrun shards) hold whole targets
+        batch_size = coupled_rows(rows, set(), batch_size)[1]
     synthesize = functools.partial(dgnam.synthesize, targets, args.restarts, args.seed, upper_bound=bounds,
                                    start=start)
     manifest, optimised = run_and_write(synthesize, rows, dgnam, args.out, config, settings.steps, batch_size,
