@@ -35,14 +35,14 @@ import torch.nn.functional as F
 from dgn import regularisers as R
 from dgn import spaces
 from dgn.engine import IterateTracker, Problem, StepInfo, optimise, resolve_device
-from dgn.errors import PRECISIONS, DGNError, check_at_least, check_choice
+from dgn.errors import PRECISIONS, DGNError, check_at_least, check_choice, check_weight
 from dgn.image_grad import image_gradient_only
 from dgn.layers import forward_to
 from dgn.models import Classifier, input_shape, model_record
-from dgn.objectives import UnitObjective
+from dgn.objectives import UnitObjective, as_objective
 from dgn.params import Pixels, resize
 from dgn.receptive import ReceptiveFields
-from dgn.rows import Row, RowsResult, TargetPlanner, run_in_chunks
+from dgn.rows import Row, RowsResult, TargetPlanner, coupled_rows, diversity_among_restarts, run_in_chunks
 from dgn.targets import Target
 
 STEP_RULES = ("l1", "raw", "progress")
@@ -74,6 +74,8 @@ class ImageAMSettings:
         crop_receptive_field: crop saved images of spatial units to the unit's receptive field.
         stop_early: stop the classifier's forward pass after the deepest target layer.
         precision: "fp32" or "bf16" (autocast).
+        diversity, diversity_layer: Lucid's diversity term among each target's restarts, as
+            ``dgn.synthesis.ActMaxSettings`` (0: off).
     """
 
     name: str = "custom"
@@ -93,9 +95,12 @@ class ImageAMSettings:
     crop_receptive_field: bool = True
     stop_early: bool = True
     precision: str = "fp32"
+    diversity: float = 0.0
+    diversity_layer: str | None = None
 
     def __post_init__(self) -> None:
         check_at_least("steps", self.steps, 1)
+        check_weight("diversity", self.diversity)
         check_choice("step rule", self.step_rule, STEP_RULES)
         check_choice("init", self.init, INITS)
         check_choice("precision", self.precision, PRECISIONS)
@@ -365,6 +370,10 @@ class ImageAM(TargetPlanner):
                 image = reg(image, ctx)
             return image
 
+        ascend = None
+        if s.diversity:
+            ascend = as_objective(objective) + diversity_among_restarts(rows, module, s.diversity, s.diversity_layer)
+        layers = tuple(dict.fromkeys([*objective.layers, *(ascend.layers if ascend is not None else ())]))
         sizes = self.octave_sizes()
         bases = [start]
         for size in reversed(sizes[:-1]):
@@ -380,8 +389,9 @@ class ImageAM(TargetPlanner):
                 start=x,
                 image=param.to_image,
                 forward=lambda image: forward_to(module, self.to_classifier(image).contiguous(memory_format=layout),
-                                                 objective.layers, s.stop_early),
+                                                 layers, s.stop_early),
                 objective=objective,
+                ascend=ascend,
                 step=_ImageStep(self, lr, rngs, targets),
                 project=param.project,
                 transform=transform if inputs else None,
@@ -462,7 +472,11 @@ class ImageAM(TargetPlanner):
             All rows' results in order, or None when every row was skipped.
         """
         skip = set(skip)
-        rows = [r for r in self.plan(targets, restarts, seed) if r.key not in skip]
+        planned = self.plan(targets, restarts, seed)
+        if self.settings.diversity:
+            rows, batch_size = coupled_rows(planned, skip, batch_size)
+        else:
+            rows = [r for r in planned if r.key not in skip]
         parts = run_in_chunks(rows, batch_size, lambda chunk: self.optimise(chunk, progress=progress), on_chunk)
         return ImageAMResult.concat(parts) if parts else None
 

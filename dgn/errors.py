@@ -28,3 +28,9 @@ def check_decay(decay: float) -> None:
     """act_max's decay multiplies the code after each step: it must be in (0, 1]."""
     if not 0 < decay <= 1:
         raise DGNError(f"decay must be in (0, 1], got {decay}")
+
+
+def check_weight(what: str, value: float) -> None:
+    """Raise ``{what} must be a finite number >= 0, got {value}`` unless it is one (NaN and inf fail)."""
+    if not (value >= 0 and value != float("inf")):
+        raise DGNError(f"{what} must be a finite number >= 0, got {value}")

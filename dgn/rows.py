@@ -11,6 +11,7 @@ import torch
 from dgn.errors import DGNError
 from dgn.layers import forward_to, resolve_layer
 from dgn.models import Classifier, input_shape
+from dgn.objectives import Diversity
 from dgn.targets import Target, as_target, resolve_target, split_pair
 
 
@@ -122,6 +123,14 @@ def coupled_rows(planned: Sequence[Row], skip: set[str], batch_size: int) -> tup
     size = max(len(g) for g in groups.values()) if groups else 1
     rows = [r for g in groups.values() if any(r.key not in skip for r in g) for r in g]
     return rows, max(size, -(-batch_size // size) * size)
+
+
+def diversity_among_restarts(rows: Sequence[Row], module: torch.nn.Module, weight: float,
+                             layer: str | None = None) -> Diversity:
+    """The diversity term of ``rows``: each target's restarts (rows with one label) pushed apart at ``layer``
+    (a name or alias of ``module``; None: each row's target layer)."""
+    name = resolve_layer(module, layer) if layer else None
+    return Diversity([r.label for r in rows], [name or r.target.layer for r in rows], weight)
 
 
 def plan_rows(

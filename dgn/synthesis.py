@@ -15,7 +15,6 @@ Rows are independent, so a batch gives the same result as its rows run one by on
 
 from __future__ import annotations
 
-import math
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -25,13 +24,21 @@ import torch.nn.functional as F
 
 from dgn import spaces
 from dgn.engine import ActMaxStep, Problem, autocast_for, optimise, resolve_device
-from dgn.errors import PRECISIONS, DGNError, check_at_least, check_choice, check_decay
-from dgn.layers import forward_to, resolve_layer
+from dgn.errors import PRECISIONS, DGNError, check_at_least, check_choice, check_decay, check_weight
+from dgn.layers import forward_to
 from dgn.models import Classifier, Generator, input_shape, model_record
-from dgn.objectives import Diversity, Objective, UnitObjective, UnitReference, as_objective
+from dgn.objectives import Objective, UnitObjective, UnitReference, as_objective
 from dgn.params import GeneratorCodes
 from dgn.receptive import ReceptiveFields
-from dgn.rows import Row, RowsResult, TargetPlanner, coupled_rows, run_in_chunks, starts_by_row
+from dgn.rows import (
+    Row,
+    RowsResult,
+    TargetPlanner,
+    coupled_rows,
+    diversity_among_restarts,
+    run_in_chunks,
+    starts_by_row,
+)
 from dgn.targets import Target
 
 SCORES = ("unit", "contrast", "log_softmax")
@@ -98,10 +105,8 @@ class ActMaxSettings:
         check_choice("score", self.score, SCORES)
         check_choice("precision", self.precision, PRECISIONS)
         check_decay(self.decay)
-        if not (self.diversity >= 0 and math.isfinite(self.diversity)):
-            raise DGNError(f"diversity must be a finite number >= 0, got {self.diversity}")
-        if not (self.pair_smoothing >= 0 and math.isfinite(self.pair_smoothing)):
-            raise DGNError(f"pair_smoothing must be a finite number >= 0, got {self.pair_smoothing}")
+        check_weight("diversity", self.diversity)
+        check_weight("pair_smoothing", self.pair_smoothing)
 
     def lr(self, step: int) -> float:
         return self.lr_start + (self.lr_end - self.lr_start) * step / self.steps
@@ -253,8 +258,7 @@ class DGNAM(TargetPlanner):
         if s.score != "unit":
             ascend = objective - UnitReference([r.target for r in rows], s.score, [r.partner for r in rows])
         if s.diversity:
-            layer = resolve_layer(self.classifier.module, s.diversity_layer) if s.diversity_layer else None
-            term = Diversity([r.label for r in rows], [layer or r.target.layer for r in rows], s.diversity)
+            term = diversity_among_restarts(rows, self.classifier.module, s.diversity, s.diversity_layer)
             ascend = (ascend if ascend is not None else as_objective(objective)) + term
         return ascend
 

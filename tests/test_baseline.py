@@ -347,3 +347,23 @@ def test_sub_pixel_input_gradient_equals_autograd_and_the_conv_is_restored(size,
     assert torch.equal(out2, out)  # the forward is the same conv2d call
     torch.testing.assert_close(through, expected, rtol=1e-5, atol=1e-5)
     assert "forward" not in conv.__dict__ and conv.weight.grad is None
+
+
+def test_diversity_on_pixels_separates_restarts_and_keeps_them_in_one_batch():
+    """The pixel parameterisation takes the same diversity term; batch size 1 still runs a target's
+    restarts together, so it equals batch size 4."""
+    from dgn.layers import forward_to
+    from dgn.objectives import Diversity
+
+    _, clf = tiny_pair()
+    base = ImageAMSettings(steps=10, lr=1.0)
+    similarity = {}
+    for weight in (0.0, 20.0):
+        am = ImageAM(clf, replace(base, diversity=weight, diversity_layer="conv2"), "cpu")
+        result = am.synthesize(["fc8:1"], restarts=2, batch_size=1)
+        with torch.no_grad():
+            acts = forward_to(clf.module, result.codes_last, ["conv2"])
+        similarity[weight] = -float(Diversity(["t", "t"], ["conv2", "conv2"])(acts)[0])
+        if weight:
+            torch.testing.assert_close(result.codes_last, am.synthesize(["fc8:1"], restarts=2, batch_size=4).codes_last)
+    assert similarity[20.0] < similarity[0.0] - 0.05, similarity

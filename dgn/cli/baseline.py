@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dgn.cli.common import add_target_option, load_classifier_from_args, progress_bar
+from dgn.cli.common import add_diversity_options, add_target_option, load_classifier_from_args, progress_bar
 from dgn.errors import DGNError
 
 HELP = "image-space activation maximisation (no generator), same outputs"
@@ -43,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", default=None,
                    help="learning rate, or 'auto' (keep the best of several rates per row); default: the preset's")
     p.add_argument("--post-relu", action="store_true", help="maximise the unit after its ReLU (default: before)")
+    add_diversity_options(p)
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--display", choices=["mean", "act_max"], default="mean",
                    help="image mapping: add the mean back (default), or the original act_max clip(-120,120)/240+0.5")
@@ -66,7 +67,8 @@ def settings_from_args(args: argparse.Namespace):
 
     settings = preset(args.preset)
     changes: dict = {"post_relu": args.post_relu, "precision": args.precision,
-                     "crop_receptive_field": not args.no_rf_crop}
+                     "crop_receptive_field": not args.no_rf_crop, "diversity": args.diversity,
+                     "diversity_layer": args.diversity_layer}
     if args.steps is not None:
         changes["steps"] = args.steps
     if args.lr is not None:
@@ -94,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     from dgn.baseline import ImageAM
     from dgn.distributed import init_world
     from dgn.outputs import run_and_write
+    from dgn.rows import coupled_rows
     from dgn.targets import expand_targets
 
     world, device = init_world(args.device)
@@ -104,9 +107,12 @@ def run(args: argparse.Namespace) -> int:
     config = am.describe()
     config.update(targets=targets, restarts=args.restarts, seed=args.seed,
                   random_weights=args.random_weights, display=args.display)
+    batch_size = args.batch_size
+    if settings.diversity:  # a target's restarts run in one batch: chunks (and torchrun shards) hold whole targets
+        batch_size = coupled_rows(rows, set(), batch_size)[1]
     synthesize = functools.partial(am.synthesize, targets, args.restarts, args.seed)
     manifest, optimised = run_and_write(
-        synthesize, rows, am, args.out, config, am.steps_per_row, args.batch_size, args.resume, args.display, world,
+        synthesize, rows, am, args.out, config, am.steps_per_row, batch_size, args.resume, args.display, world,
         progress=lambda total: progress_bar(total, f"baseline {settings.name}", world.is_main))
     if world.distributed:
         print(f"rank {world.rank}/{world.size}: optimised {optimised} rows", flush=True)

@@ -58,14 +58,18 @@ def add_synthesis_options(p: argparse.ArgumentParser) -> None:
                    help="image mapping: the original's clip(-120,120)/240+0.5 (act_max), the same stretched per "
                         "image to 0..255 as the original's saved PNGs (imsave), or adding the mean (mean)")
     p.add_argument("--no-rf-crop", action="store_true", help="do not crop spatial units' images to the receptive field")
+    add_diversity_options(p)
+    add_start_options(p, "one for every row, or one per row (targets x restarts, restarts innermost)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished rows")
+    p.add_argument("--out", required=True, help="output directory")
+
+
+def add_diversity_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--diversity", type=float, default=0.0, metavar="WEIGHT",
                    help="push each target's restarts apart: Lucid's diversity term (Gram-matrix cosine similarity) "
                         "with this weight (default 0: off); a target's restarts then run in one batch")
     p.add_argument("--diversity-layer", default=None, metavar="LAYER",
                    help="the layer whose features --diversity compares (default: each target's own layer)")
-    add_start_options(p, "one for every row, or one per row (targets x restarts, restarts innermost)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished rows")
-    p.add_argument("--out", required=True, help="output directory")
 
 
 def add_start_options(p: argparse.ArgumentParser, how_many: str) -> None:
