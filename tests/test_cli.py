@@ -282,7 +282,7 @@ def test_diversity_from_the_command_line_and_its_errors(tmp_path, capsys):
                  "--diversity", "2", "--diversity-layer", "conv5", "--steps", "3", "--out", str(out)]) == 0
     config = json.loads((out / "manifest.json").read_text())["config"]["settings"]
     assert (config["diversity"], config["diversity_layer"]) == (2.0, "conv5")
-    assert main(["baseline", *CIFAR_WORLD[2:], "--preset", "deepdream", "--target", "fc8:1", "--restarts", "2",
+    assert main(["baseline", *CIFAR_WORLD[2:], "--preset", "simonyan", "--target", "fc8:1", "--restarts", "2",
                  "--diversity", "2", "--steps", "3", "--out", str(tmp_path / "pixels")]) == 0
     assert json.loads((tmp_path / "pixels" / "manifest.json").read_text())["config"]["settings"]["diversity"] == 2.0
     assert main(["synthesize", *CIFAR_WORLD, "--target", "fc8:1", "--diversity", "-1", "--out",
