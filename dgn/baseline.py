@@ -34,8 +34,9 @@ import torch.nn.functional as F
 
 from dgn import regularisers as R
 from dgn import spaces
-from dgn.engine import IterateTracker, Problem, StepInfo, optimise, resolve_device
+from dgn.engine import AdamStep, IterateTracker, Problem, StepInfo, optimise, resolve_device
 from dgn.errors import PRECISIONS, DGNError, check_at_least, check_choice, check_weight
+from dgn.fourier import FourierImages
 from dgn.image_grad import image_gradient_only
 from dgn.layers import forward_to
 from dgn.models import Classifier, input_shape, model_record
@@ -45,8 +46,9 @@ from dgn.receptive import ReceptiveFields
 from dgn.rows import Row, RowsResult, TargetPlanner, coupled_rows, diversity_among_restarts, run_in_chunks
 from dgn.targets import Target
 
-STEP_RULES = ("l1", "raw", "progress")
+STEP_RULES = ("l1", "raw", "progress", "adam")
 INITS = ("normal", "mean")
+PARAMETERISATIONS = ("pixels", "fourier")
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,10 @@ class ImageAMSettings:
         precision: "fp32" or "bf16" (autocast).
         diversity, diversity_layer: Lucid's diversity term among each target's restarts, as
             ``dgn.synthesis.ActMaxSettings`` (0: off).
+        parameterisation: "pixels" (the image itself) or "fourier" (Olah et al. 2017: 1/f-scaled Fourier
+            coefficients of decorrelated colour channels through a sigmoid; see ``dgn.fourier``). A Fourier
+            run starts from a random spectrum (``init`` is for pixels), in one octave, and takes input-stage
+            regularisers only (the transformation robustness stack).
     """
 
     name: str = "custom"
@@ -97,10 +103,19 @@ class ImageAMSettings:
     precision: str = "fp32"
     diversity: float = 0.0
     diversity_layer: str | None = None
+    parameterisation: str = "pixels"
 
     def __post_init__(self) -> None:
         check_at_least("steps", self.steps, 1)
         check_weight("diversity", self.diversity)
+        check_choice("parameterisation", self.parameterisation, PARAMETERISATIONS)
+        if self.step_rule == "adam" or self.parameterisation == "fourier":
+            others = [R.describe(r)["kind"] for r in self.regularisers if r.stage != "input"]
+            if others or self.lr_noise is not None:
+                raise DGNError(f"the adam step rule and the fourier parameterisation take input-stage regularisers "
+                               f"only (jitter, scale, rotate), not {', '.join(others) or 'lr_noise'}")
+        if self.parameterisation == "fourier" and self.octaves != 1:
+            raise DGNError(f"the fourier parameterisation runs in one octave, got {self.octaves}")
         check_choice("step rule", self.step_rule, STEP_RULES)
         check_choice("init", self.init, INITS)
         check_choice("precision", self.precision, PRECISIONS)
@@ -191,6 +206,13 @@ PRESETS: dict[str, ImageAMSettings] = {
                                                           on="grad"),
                                            R.L2Decay(0.01), R.ClipSmallNorm(threshold=2.0)),
                              octaves=4, octave_scale=1.7),
+    # Olah et al. 2017 (Distill "Feature Visualization"; Lucid's render_vis defaults): the decorrelated Fourier
+    # parameterisation, Adam at 0.05 for 512 steps, and its transformation robustness stack: jitter 8,
+    # scale 0.9..1.1, rotate -10..10 degrees, jitter 4 (pixels of a 224 input; Lucid draws scales and angles from
+    # lists, we draw uniformly; Lucid first pads by 12 px, our jitter wraps around instead).
+    "fourier": ImageAMSettings(name="fourier", steps=512, step_rule="adam", lr=0.05, parameterisation="fourier",
+                               regularisers=(R.Jitter(8, reference=224), R.RandomScale((0.9, 1.1)),
+                                             R.RandomRotate((-10.0, 10.0)), R.Jitter(4, reference=224))),
 }
 
 # "yosinski" alone: the setting the authors used for most images of the paper.
@@ -333,8 +355,11 @@ class ImageAM(TargetPlanner):
         return self.settings.steps * max(1, len(self.settings.auto_lr))
 
     # ----- the optimisation ----------------------------------------------------------------------
-    def pixels(self) -> Pixels:
-        """The parameterisation: work-space images shown at the input size, clamped to 0..255 with ``clip_pixels``."""
+    def pixels(self) -> Pixels | FourierImages:
+        """The parameterisation: work-space images shown at the input size, clamped to 0..255 with ``clip_pixels``;
+        or their Fourier coefficients (``parameterisation="fourier"``)."""
+        if self.settings.parameterisation == "fourier":
+            return FourierImages(self.size, self.work_space)
         valid = (-self._offset, 255 - self._offset) if self.settings.clip_pixels else None
         return Pixels(self.size, valid)
 
@@ -379,7 +404,7 @@ class ImageAM(TargetPlanner):
         for size in reversed(sizes[:-1]):
             bases.insert(0, resize(bases[0], size))
         param = self.pixels()
-        x = param.clamp(bases[0])
+        x = param.project(bases[0])
         track, step = None, 0
         octave_steps = s.octave_steps()
         for octave, (size, n_steps) in enumerate(zip(sizes, octave_steps)):
@@ -392,7 +417,7 @@ class ImageAM(TargetPlanner):
                                                  layers, s.stop_early),
                 objective=objective,
                 ascend=ascend,
-                step=_ImageStep(self, lr, rngs, targets),
+                step=AdamStep(lr) if s.step_rule == "adam" else _ImageStep(self, lr, rngs, targets),
                 project=param.project,
                 transform=transform if inputs else None,
                 iterate=param.iterate,
@@ -423,7 +448,12 @@ class ImageAM(TargetPlanner):
         """
         s = self.settings
         objective = objective or UnitObjective([r.target for r in rows], s.post_relu, [r.partner for r in rows])
-        start = self.initial_images(rows) if images is None else self.from_classifier(images)
+        if s.parameterisation == "fourier":
+            fourier = self.pixels()
+            start = (fourier.start([r.seed for r in rows]) if images is None
+                     else fourier.coefficients(spaces.to_rgb01(self.from_classifier(images), self.work_space)))
+        else:
+            start = self.initial_images(rows) if images is None else self.from_classifier(images)
         start = start.to(self.device, torch.float32)
         rates = s.auto_lr or (s.lr,)
         # oneDNN's input gradient of an 11x11/4 first conv costs ~5 forwards of it; cuDNN needs no help.

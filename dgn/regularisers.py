@@ -21,6 +21,7 @@ the units in which the sources state their parameters (pixel-norm thresholds, bl
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -237,6 +238,31 @@ class RandomScale:
         theta[:, 1, 1] = s
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         return F.grid_sample(x, grid, mode=self.mode, padding_mode="zeros", align_corners=False)
+
+
+@dataclass(frozen=True)
+class RandomRotate:
+    """Random rotation of the input about its centre by a uniform angle in ``degrees``, per row and step.
+
+    Source: Olah et al. 2017 (Lucid's ``random_rotate``, angles -10..10 degrees). Outside the image the
+    input is the mean colour (zero).
+    """
+
+    degrees: tuple[float, float] = (-10.0, 10.0)
+
+    stage = "input"
+
+    def __post_init__(self) -> None:
+        if not self.degrees[0] <= self.degrees[1]:
+            raise DGNError(f"rotation range must satisfy low <= high, got {self.degrees}")
+
+    def __call__(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
+        angle = torch.tensor(uniform(ctx.rngs, *self.degrees), dtype=x.dtype, device=x.device) * (math.pi / 180)
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        theta = torch.zeros(x.shape[0], 2, 3, dtype=x.dtype, device=x.device)
+        theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = cos, -sin, sin, cos
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 # ----- gradient and image steps ---------------------------------------------------------------------
@@ -459,13 +485,13 @@ class InvertSaturated:
 
 
 Regulariser = (
-    Jitter | RandomScale | GaussianBlur | BlurDeblur | L2Decay | ClipSmallNorm | ClipSmallContribution | InvertSaturated
+    Jitter | RandomScale | RandomRotate | GaussianBlur | BlurDeblur | L2Decay | ClipSmallNorm | ClipSmallContribution | InvertSaturated
 )
 
 KINDS: dict[str, type] = {
     cls.__name__: cls
     for cls in (
-        Jitter, RandomScale, GaussianBlur, BlurDeblur, L2Decay, ClipSmallNorm, ClipSmallContribution, InvertSaturated
+        Jitter, RandomScale, RandomRotate, GaussianBlur, BlurDeblur, L2Decay, ClipSmallNorm, ClipSmallContribution, InvertSaturated
     )
 }
 

@@ -182,7 +182,7 @@ def test_presets_carry_the_published_values():
     assert [type(r).__name__ for r in y4.regularisers] == ["GaussianBlur", "ClipSmallContribution"]
     assert preset("yosinski") == preset("yosinski-3")
     assert preset("deepdream").octaves == 4 and preset("garon").lr_noise == (0.7, 1.7)
-    with pytest.raises(DGNError, match="valid: simonyan, yosinski-1.*garon, yosinski"):
+    with pytest.raises(DGNError, match="valid: simonyan, yosinski-1.*garon, fourier, yosinski"):
         preset("lucid")
 
 
@@ -299,7 +299,7 @@ def test_no_hooks_left_and_bad_settings_are_clear():
     am.synthesize(TARGETS)
     assert hooks_left(am.classifier.module) == 0
     for bad, message in [
-        ({"steps": 0}, "steps"), ({"step_rule": "adam"}, "step rule"), ({"init": "zeros"}, "init"),
+        ({"steps": 0}, "steps"), ({"step_rule": "sgd"}, "step rule"), ({"init": "zeros"}, "init"),
         ({"lr": 0.0}, "learning rates"), ({"octaves": 3, "steps": 2}, "octave"),
         ({"regularisers": ("blur",)}, "not a regulariser"),
     ]:
