@@ -39,6 +39,7 @@ from dgn.errors import PRECISIONS, DGNError, check_at_least, check_choice, check
 from dgn.fourier import FourierImages
 from dgn.image_grad import image_gradient_only
 from dgn.layers import forward_to
+from dgn.maco import CropsAndNoise, MacoImages
 from dgn.models import Classifier, input_shape, model_record
 from dgn.objectives import UnitObjective, as_objective
 from dgn.params import Pixels, resize
@@ -48,7 +49,7 @@ from dgn.targets import Target
 
 STEP_RULES = ("l1", "raw", "progress", "adam")
 INITS = ("normal", "mean")
-PARAMETERISATIONS = ("pixels", "fourier")
+PARAMETERISATIONS = ("pixels", "fourier", "maco")
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,11 @@ class ImageAMSettings:
         parameterisation: "pixels" (the image itself) or "fourier" (Olah et al. 2017: 1/f-scaled Fourier
             coefficients of decorrelated colour channels through a sigmoid; see ``dgn.fourier``). A Fourier
             run starts from a random spectrum (``init`` is for pixels), in one octave, and takes input-stage
-            regularisers only (the transformation robustness stack).
+            regularisers only (the transformation robustness stack). "maco" (Fel et al. 2023): a fixed natural
+            magnitude spectrum and an optimised phase (``dgn.maco``), on a canvas ``canvas`` times the input side
+            seen through random crops with noise; its images are the whole canvas.
+        canvas: MACO's canvas side, in input sides.
+        crop_box: (low, high) side of MACO's random crops, as a fraction of the canvas side.
     """
 
     name: str = "custom"
@@ -104,18 +109,23 @@ class ImageAMSettings:
     diversity: float = 0.0
     diversity_layer: str | None = None
     parameterisation: str = "pixels"
+    canvas: int = 1
+    crop_box: tuple[float, float] = (0.8, 1.0)
 
     def __post_init__(self) -> None:
         check_at_least("steps", self.steps, 1)
         check_weight("diversity", self.diversity)
         check_choice("parameterisation", self.parameterisation, PARAMETERISATIONS)
-        if self.step_rule == "adam" or self.parameterisation == "fourier":
+        check_at_least("canvas", self.canvas, 1)
+        if not 0 < self.crop_box[0] <= self.crop_box[1]:
+            raise DGNError(f"crop_box must satisfy 0 < low <= high, got {self.crop_box}")
+        if self.step_rule == "adam" or self.parameterisation != "pixels":
             others = [R.describe(r)["kind"] for r in self.regularisers if r.stage != "input"]
             if others or self.lr_noise is not None:
                 raise DGNError(f"the adam step rule and the fourier parameterisation take input-stage regularisers "
                                f"only (jitter, scale, rotate), not {', '.join(others) or 'lr_noise'}")
-        if self.parameterisation == "fourier" and self.octaves != 1:
-            raise DGNError(f"the fourier parameterisation runs in one octave, got {self.octaves}")
+        if self.parameterisation != "pixels" and self.octaves != 1:
+            raise DGNError(f"the {self.parameterisation} parameterisation runs in one octave, got {self.octaves}")
         check_choice("step rule", self.step_rule, STEP_RULES)
         check_choice("init", self.init, INITS)
         check_choice("precision", self.precision, PRECISIONS)
@@ -213,6 +223,13 @@ PRESETS: dict[str, ImageAMSettings] = {
     "fourier": ImageAMSettings(name="fourier", steps=512, step_rule="adam", lr=0.05, parameterisation="fourier",
                                regularisers=(R.Jitter(8, reference=224), R.RandomScale((0.9, 1.1)),
                                              R.RandomRotate((-10.0, 10.0)), R.Jitter(4, reference=224))),
+    # Fel et al. 2023 (MACO; their horama package's defaults): the phase of a spectrum whose magnitude is that
+    # of natural images, seen through random crops centred at 0.5 + 0.15 N(0, 1) with Gaussian and uniform
+    # noise. horama optimises a 1280 px canvas for a 224 px model (crops of 20-25% of it, i.e. 1.1-1.4 input
+    # sides) with NAdam at 1.0 for 1000 steps; a whole canvas then holds many views, and seen whole at the
+    # input size it no longer drives the unit. Our preset keeps one input-sized image (canvas 1, crops of
+    # 80-100% of it), Adam at 0.2, 512 steps; ``canvas=5, crop_box=(0.2, 0.25)`` is horama's geometry.
+    "maco": ImageAMSettings(name="maco", steps=512, step_rule="adam", lr=0.2, parameterisation="maco"),
 }
 
 # "yosinski" alone: the setting the authors used for most images of the paper.
@@ -282,6 +299,8 @@ class ImageAM(TargetPlanner):
         device: "auto" (CUDA when available), "cpu", "cuda", ...
         mean_image: the dataset mean image as RGB 0..1 (3, H, W), for ``init="mean"`` and the
             "normal" start's centre; default the classifier space's per-channel mean colour.
+        magnitude: MACO's magnitude template (3, h, w // 2 + 1), e.g. ``dgn.maco.natural_magnitude(images)``;
+            default the shipped CIFAR-10 one.
 
     Example::
 
@@ -296,8 +315,10 @@ class ImageAM(TargetPlanner):
         settings: ImageAMSettings | None = None,
         device: str | torch.device | None = "auto",
         mean_image: torch.Tensor | None = None,
+        magnitude: torch.Tensor | None = None,
     ) -> None:
         self.settings = settings or ImageAMSettings()
+        self.magnitude = magnitude
         self.device = resolve_device(device)
         self.classifier = classifier.to(self.device)
         self.classifier.module.eval()
@@ -319,9 +340,11 @@ class ImageAM(TargetPlanner):
         return spaces.from_rgb01(rgb, self.work_space)[0]
 
     # ----- spaces and starts ---------------------------------------------------------------------
-    def to_classifier(self, images: torch.Tensor) -> torch.Tensor:
-        """Work-space images -> the classifier's pixel space (differentiable)."""
-        return spaces.convert(images, self.work_space, self.classifier.space)
+    def to_classifier(self, images: torch.Tensor, whole: bool = False) -> torch.Tensor:
+        """Work-space images -> the classifier's pixel space (differentiable), resized to its input (a MACO
+        canvas whole), or at their own size with ``whole``."""
+        target = self.classifier.space.with_size(None) if whole else self.classifier.space
+        return spaces.convert(images, self.work_space, target, "resize")
 
     def from_classifier(self, images: torch.Tensor) -> torch.Tensor:
         """Images in the classifier's pixel space -> the work space."""
@@ -355,11 +378,19 @@ class ImageAM(TargetPlanner):
         return self.settings.steps * max(1, len(self.settings.auto_lr))
 
     # ----- the optimisation ----------------------------------------------------------------------
-    def pixels(self) -> Pixels | FourierImages:
+    @property
+    def canvas_size(self) -> tuple[int, int]:
+        """The size of the images a run makes: the input size, or MACO's canvas."""
+        k = self.settings.canvas if self.settings.parameterisation == "maco" else 1
+        return self.size[0] * k, self.size[1] * k
+
+    def pixels(self) -> Pixels | FourierImages | MacoImages:
         """The parameterisation: work-space images shown at the input size, clamped to 0..255 with ``clip_pixels``;
-        or their Fourier coefficients (``parameterisation="fourier"``)."""
+        or their Fourier coefficients (``parameterisation="fourier"``), or their phase (``"maco"``)."""
         if self.settings.parameterisation == "fourier":
             return FourierImages(self.size, self.work_space)
+        if self.settings.parameterisation == "maco":
+            return MacoImages(self.canvas_size, self.work_space.with_size(self.canvas_size), self.magnitude)
         valid = (-self._offset, 255 - self._offset) if self.settings.clip_pixels else None
         return Pixels(self.size, valid)
 
@@ -386,6 +417,8 @@ class ImageAM(TargetPlanner):
         rngs = [torch.Generator().manual_seed(r.seed) for r in rows]
         targets = [r.target for r in rows]
         inputs = s.stage("input")
+        if s.parameterisation == "maco":  # the model sees random crops of the canvas, with noise
+            inputs = [CropsAndNoise(self.size, s.crop_box), *inputs]
         # oneDNN's convolutions run ~10% faster on channels-last inputs (same values, another layout).
         layout = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
 
@@ -448,7 +481,11 @@ class ImageAM(TargetPlanner):
         """
         s = self.settings
         objective = objective or UnitObjective([r.target for r in rows], s.post_relu, [r.partner for r in rows])
-        if s.parameterisation == "fourier":
+        if s.parameterisation == "maco":
+            if images is not None:
+                raise DGNError("a maco run starts from random phases; it cannot start from given images")
+            start = self.pixels().start([r.seed for r in rows])
+        elif s.parameterisation == "fourier":
             fourier = self.pixels()
             start = (fourier.start([r.seed for r in rows]) if images is None
                      else fourier.coefficients(spaces.to_rgb01(self.from_classifier(images), self.work_space)))
@@ -468,8 +505,8 @@ class ImageAM(TargetPlanner):
             return torch.stack([getattr(r, name) for r in runs])[pick, index]
 
         with torch.no_grad():
-            last = self.to_classifier(chosen("last")).float().cpu()
-            best = self.to_classifier(chosen("best")).float().cpu()
+            last = self.to_classifier(chosen("last"), whole=True).float().cpu()
+            best = self.to_classifier(chosen("best"), whole=True).float().cpu()
         return ImageAMResult(
             list(rows), last, best,
             chosen("act_start").cpu(), chosen("act_end").cpu(), chosen("act_best").cpu(), chosen("best_step").cpu(),
@@ -518,10 +555,12 @@ class ImageAM(TargetPlanner):
 
     def view_box(self, target: Target) -> tuple[int, int, int, int]:
         """Box (top, left, h, w) of the image to show: all of it, or a spatial unit's receptive field."""
-        h, w = self.size
+        h, w = self.canvas_size
         if target.position is None or not self.settings.crop_receptive_field:
             return 0, 0, h, w
-        return self._receptive_fields.get(target.layer, target.position)
+        k = h // self.size[0]
+        top, left, rh, rw = self._receptive_fields.get(target.layer, target.position)
+        return top * k, left * k, rh * k, rw * k
 
     def render(self, codes: torch.Tensor, boxes: Sequence[tuple[int, int, int, int]]) -> list[torch.Tensor]:
         """The images (already in the classifier's space), each cropped to its box."""
@@ -531,7 +570,8 @@ class ImageAM(TargetPlanner):
     def activations(self, images: torch.Tensor, rows: Sequence[Row]) -> torch.Tensor:
         """Each row's objective for images (B, C, H, W) in the classifier's space (e.g. to re-check saved ones)."""
         objective = UnitObjective([r.target for r in rows], self.settings.post_relu, [r.partner for r in rows])
-        acts = forward_to(self.classifier.module, images.to(self.device).float(), objective.layers)
+        images = spaces.fit(images.to(self.device).float(), self.size, "resize")  # a MACO canvas: the whole of it
+        acts = forward_to(self.classifier.module, images, objective.layers)
         return objective(acts).float().cpu()
 
     def describe(self) -> dict:

@@ -182,7 +182,7 @@ def test_presets_carry_the_published_values():
     assert [type(r).__name__ for r in y4.regularisers] == ["GaussianBlur", "ClipSmallContribution"]
     assert preset("yosinski") == preset("yosinski-3")
     assert preset("deepdream").octaves == 4 and preset("garon").lr_noise == (0.7, 1.7)
-    with pytest.raises(DGNError, match="valid: simonyan, yosinski-1.*garon, fourier, yosinski"):
+    with pytest.raises(DGNError, match="valid: simonyan, yosinski-1.*garon, fourier, maco, yosinski"):
         preset("lucid")
 
 

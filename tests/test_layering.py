@@ -13,10 +13,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dgn"
 
 LAYERS = [  # (name, module patterns relative to dgn), bottom first
     ("vocabulary", ["", "errors", "files", "spaces", "nets", "nets.*", "caffe", "caffe.net", "caffe.schema",
-                    "caffe.wire", "caffe.text", "caffe.read", "caffe.modules", "caffe.builder", "caffe.state",
+                    "caffe.wire", "caffe.text", "caffe.read", "caffe.modules", "caffe.builder", "caffe.state", "caffe.zoo_modules", "caffe.zoo_builders",
                     "data", "data_video", "distributed", "render", "frames", "weights"]),
     ("spine", ["layers", "targets", "receptive", "models", "caffe.lrcn", "objectives", "engine", "params", "rows",
-               "regularisers", "image_grad", "encoding", "starts", "fourier"]),
+               "regularisers", "image_grad", "encoding", "starts", "fourier", "maco"]),
     ("methods", ["synthesis", "baseline", "video", "pairs"]),
     ("built on the methods", ["outputs", "throughput", "demo", "audit", "bounds", "training", "inspect",
                               "inspect.*"]),
