@@ -456,11 +456,11 @@ def test_dag_layers_inplace_and_names():
 
 def test_unsupported_type_names_layer_and_choices():
     text = """input: "data" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8
-    layer { name: "bn1" type: "BatchNorm" bottom: "data" top: "bn1" }"""
+    layer { name: "spp1" type: "SPP" bottom: "data" top: "spp1" }"""
     with pytest.raises(DGNError) as err:
         build_module(_net(text))
     msg = str(err.value)
-    assert "bn1" in msg and "BatchNorm" in msg and "Convolution" in msg
+    assert "spp1" in msg and "'SPP'" in msg and "Convolution" in msg and "BatchNorm" in msg
     assert all(t in msg for t in SUPPORTED_LAYER_TYPES)
 
 

@@ -24,6 +24,7 @@ from dgn.caffe.net import _MAX_PARAM_ELEMENTS, CaffeLayer, CaffeNet
 from dgn.caffe.read import _input_layer_shapes, _shape_tuple, read_caffemodel, read_prototxt
 from dgn.caffe.state import load_into
 from dgn.caffe.text import _as_list
+from dgn.caffe.zoo_builders import ZOO_ARITY, ZOO_BUILDERS
 from dgn.errors import DGNError
 
 _DATA_TYPES = frozenset(
@@ -32,10 +33,6 @@ _DATA_TYPES = frozenset(
 _SKIPPED_TYPES = frozenset(
     {"Accuracy", "SoftmaxWithLoss", "EuclideanLoss", "HingeLoss", "InfogainLoss", "MultinomialLogisticLoss",
      "SigmoidCrossEntropyLoss", "ContrastiveLoss", "Silence", "HDF5Output"}
-)  # fmt: skip
-SUPPORTED_LAYER_TYPES: tuple[str, ...] = (
-    "Input", "Convolution", "Deconvolution", "InnerProduct", "Pooling", "ReLU", "Sigmoid", "TanH",
-    "LRN", "Softmax", "Dropout", "Reshape", "Flatten", "Concat", "Split", "Eltwise", "Power",
 )  # fmt: skip
 
 
@@ -66,22 +63,25 @@ def _check_params(count: int, where: str) -> None:
         raise DGNError(f"{where}: a {count:,}-element parameter is not plausible")
 
 
+def _check_count(n: int, bounds: tuple[int, int | None], what: str, where: str) -> None:
+    lo, hi = bounds
+    if n < lo or (hi is not None and n > hi):
+        want = f"{lo}" if lo == hi else f"at least {lo}" if hi is None else f"{lo} to {hi}"
+        raise DGNError(f"{where}: expects {want} {what}{'' if want == '1' else 's'}, has {n}")
+
+
 def _build_layer(
     lay: CaffeLayer, shapes: list[tuple[int, ...]], where: str
 ) -> tuple[nn.Module, list[tuple[int, ...]]]:
     """Make the module for one layer and compute its top shapes from its bottom shapes."""
-    t = lay.type
-    if t not in ("Concat", "Eltwise") and len(shapes) != 1:
-        raise DGNError(f"{where}: expects 1 bottom, has {len(shapes)}")
-    if not shapes:
-        raise DGNError(f"{where}: needs at least one bottom")
-    if t != "Split" and len(lay.tops) != 1:
-        raise DGNError(f"{where}: expects 1 top, has {len(lay.tops)}")
-    build = _BUILDERS.get(t)
+    build = _BUILDERS.get(lay.type)
     if build is None:
         raise DGNError(
-            f"{where}: layer type {t!r} is not supported; supported types: {', '.join(SUPPORTED_LAYER_TYPES)}"
+            f"{where}: layer type {lay.type!r} is not supported; supported types: {', '.join(SUPPORTED_LAYER_TYPES)}"
         )
+    bottoms, tops = _ARITY.get(lay.type, ((1, 1), (1, 1)))
+    _check_count(len(shapes), bottoms, "bottom", where)
+    _check_count(len(lay.tops), tops, "top", where)
     return build(lay, shapes, where)
 
 
@@ -233,8 +233,6 @@ def _concat(lay: CaffeLayer, shapes: list[tuple[int, ...]], where: str) -> Built
 
 
 def _split(lay: CaffeLayer, shapes: list[tuple[int, ...]], where: str) -> Built:
-    if not lay.tops:
-        raise DGNError(f"{where}: Split needs at least one top")
     return _Split(len(lay.tops)), [shapes[0]] * len(lay.tops)
 
 
@@ -264,8 +262,11 @@ _BUILDERS = {
     "Convolution": _convolution, "Deconvolution": _convolution, "InnerProduct": _inner_product,
     "Pooling": _pooling, "ReLU": _relu, "Sigmoid": _elementwise(nn.Sigmoid), "TanH": _elementwise(nn.Tanh),
     "LRN": _lrn, "Softmax": _softmax, "Dropout": _dropout, "Reshape": _reshape, "Flatten": _flatten,
-    "Concat": _concat, "Split": _split, "Eltwise": _eltwise, "Power": _power,
+    "Concat": _concat, "Split": _split, "Eltwise": _eltwise, "Power": _power, **ZOO_BUILDERS,
 }  # fmt: skip
+# (min, max) bottoms and tops where a type takes other than exactly one of each; None: no upper bound.
+_ARITY = {"Concat": ((1, None), (1, 1)), "Eltwise": ((1, None), (1, 1)), "Split": ((1, 1), (1, None)), **ZOO_ARITY}
+SUPPORTED_LAYER_TYPES: tuple[str, ...] = ("Input", *_BUILDERS)
 
 
 def _rule_met(rule: dict, phase: str) -> bool:

@@ -33,6 +33,8 @@ _ROUND = {0: "CEIL", 1: "FLOOR"}
 _NORM_REGION = {0: "ACROSS_CHANNELS", 1: "WITHIN_CHANNEL"}
 _ELTWISE_OP = {0: "PROD", 1: "SUM", 2: "MAX"}
 _SHARE_MODE = {0: "STRICT", 1: "PERMISSIVE"}
+_REDUCTION_OP = {1: "SUM", 2: "ASUM", 3: "SUMSQ", 4: "MEAN"}
+_VARIANCE_NORM = {0: "FAN_IN", 1: "FAN_OUT", 2: "AVERAGE"}
 _V1_TYPE = {
     0: "NONE", 1: "ACCURACY", 2: "BNLL", 3: "CONCAT", 4: "CONVOLUTION", 5: "DATA", 6: "DROPOUT",
     7: "EUCLIDEAN_LOSS", 8: "FLATTEN", 9: "HDF5_DATA", 10: "HDF5_OUTPUT", 11: "IM2COL",
@@ -130,6 +132,38 @@ _ELTWISE = _Msg(
 _FLATTEN = _Msg("FlattenParameter", _f(1, "axis", "int"), _f(2, "end_axis", "int"))
 _POWER = _Msg("PowerParameter", _f(1, "power", "float"), _f(2, "scale", "float"), _f(3, "shift", "float"))
 _INPUT = _Msg("InputParameter", _f(1, "shape", "msg", True, _BLOB_SHAPE))
+# The model-zoo layers (ResNet, FCN, PReLU nets, ...).
+_FILLER = _Msg(
+    "FillerParameter",
+    _f(1, "type", "string"), _f(2, "value", "float"), _f(3, "min", "float"), _f(4, "max", "float"),
+    _f(5, "mean", "float"), _f(6, "std", "float"), _f(7, "sparse", "int"),
+    _f(8, "variance_norm", "enum", sub=_VARIANCE_NORM),
+)  # fmt: skip
+_BATCH_NORM = _Msg(
+    "BatchNormParameter",
+    _f(1, "use_global_stats", "bool"), _f(2, "moving_average_fraction", "float"), _f(3, "eps", "float"),
+)  # fmt: skip
+_SCALE = _Msg(
+    "ScaleParameter",
+    _f(1, "axis", "int"), _f(2, "num_axes", "int"), _f(3, "filler", "msg", sub=_FILLER),
+    _f(4, "bias_term", "bool"), _f(5, "bias_filler", "msg", sub=_FILLER),
+)  # fmt: skip
+_BIAS = _Msg("BiasParameter", _f(1, "axis", "int"), _f(2, "num_axes", "int"), _f(3, "filler", "msg", sub=_FILLER))
+_PRELU = _Msg("PReLUParameter", _f(1, "filler", "msg", sub=_FILLER), _f(2, "channel_shared", "bool"))
+_ELU = _Msg("ELUParameter", _f(1, "alpha", "float"))
+_EXP = _Msg("ExpParameter", _f(1, "base", "float"), _f(2, "scale", "float"), _f(3, "shift", "float"))
+_LOG = _Msg("LogParameter", _f(1, "base", "float"), _f(2, "scale", "float"), _f(3, "shift", "float"))
+_THRESHOLD = _Msg("ThresholdParameter", _f(1, "threshold", "float"))
+_CROP = _Msg("CropParameter", _f(1, "axis", "int"), _f(2, "offset", "uint", True))
+_SLICE = _Msg(
+    "SliceParameter", _f(3, "axis", "int"), _f(2, "slice_point", "uint", True), _f(1, "slice_dim", "uint")
+)
+_TILE = _Msg("TileParameter", _f(1, "axis", "int"), _f(2, "tiles", "int"))
+_REDUCTION = _Msg(
+    "ReductionParameter",
+    _f(1, "operation", "enum", sub=_REDUCTION_OP), _f(2, "axis", "int"), _f(3, "coeff", "float"),
+)  # fmt: skip
+_ARGMAX = _Msg("ArgMaxParameter", _f(1, "out_max_val", "bool"), _f(2, "top_k", "uint"), _f(3, "axis", "int"))
 
 _LAYER = _Msg(
     "LayerParameter",
@@ -144,7 +178,13 @@ _LAYER = _Msg(
     _f(121, "pooling_param", "msg", sub=_POOLING), _f(122, "power_param", "msg", sub=_POWER),
     _f(123, "relu_param", "msg", sub=_RELU), _f(125, "softmax_param", "msg", sub=_SOFTMAX),
     _f(133, "reshape_param", "msg", sub=_RESHAPE), _f(135, "flatten_param", "msg", sub=_FLATTEN),
-    _f(143, "input_param", "msg", sub=_INPUT),
+    _f(143, "input_param", "msg", sub=_INPUT), _f(103, "argmax_param", "msg", sub=_ARGMAX),
+    _f(111, "exp_param", "msg", sub=_EXP), _f(126, "slice_param", "msg", sub=_SLICE),
+    _f(128, "threshold_param", "msg", sub=_THRESHOLD), _f(131, "prelu_param", "msg", sub=_PRELU),
+    _f(134, "log_param", "msg", sub=_LOG), _f(136, "reduction_param", "msg", sub=_REDUCTION),
+    _f(138, "tile_param", "msg", sub=_TILE), _f(139, "batch_norm_param", "msg", sub=_BATCH_NORM),
+    _f(140, "elu_param", "msg", sub=_ELU), _f(141, "bias_param", "msg", sub=_BIAS),
+    _f(142, "scale_param", "msg", sub=_SCALE), _f(144, "crop_param", "msg", sub=_CROP),
 )  # fmt: skip
 _V0_LAYER = _Msg(
     "V0LayerParameter",
@@ -166,7 +206,9 @@ _V1_LAYER = _Msg(
     _f(24, "eltwise_param", "msg", sub=_ELTWISE), _f(30, "relu_param", "msg", sub=_RELU),
     _f(32, "include", "msg", True, _RULE), _f(33, "exclude", "msg", True, _RULE),
     _f(35, "loss_weight", "float", True), _f(39, "softmax_param", "msg", sub=_SOFTMAX),
-    _f(1001, "param", "string", True),
+    _f(1001, "param", "string", True), _f(23, "argmax_param", "msg", sub=_ARGMAX),
+    _f(25, "threshold_param", "msg", sub=_THRESHOLD), _f(31, "slice_param", "msg", sub=_SLICE),
+    _f(41, "exp_param", "msg", sub=_EXP),
 )  # fmt: skip
 _NET = _Msg(
     "NetParameter",
