@@ -367,3 +367,18 @@ def test_diversity_on_pixels_separates_restarts_and_keeps_them_in_one_batch():
         if weight:
             torch.testing.assert_close(result.codes_last, am.synthesize(["fc8:1"], restarts=2, batch_size=4).codes_last)
     assert similarity[20.0] < similarity[0.0] - 0.05, similarity
+
+
+def test_a_preset_that_leaves_its_images_flat_says_so(tmp_path, capsys):
+    """Yosinski's presets barely move a small net in 200 steps: the run warns instead of passing off grey images."""
+    from dgn.cli import main
+
+    out = tmp_path / "flat"
+    assert main(["baseline", "--preset", "yosinski-2", "--classifier", "cifar-caffenet", "--device", "cpu",
+                 "--target", "fc8:0", "--steps", "50", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "warning: 1 of 1 images are flat" in printed and "published for 750 steps" in printed
+    assert json.loads((out / "manifest.json").read_text())["rows"][0]["contrast"] < 4
+    assert main(["baseline", "--preset", "simonyan", "--classifier", "cifar-caffenet", "--device", "cpu",
+                 "--target", "fc8:0", "--steps", "50", "--out", str(tmp_path / "moving")]) == 0
+    assert "warning" not in capsys.readouterr().out

@@ -119,7 +119,24 @@ def run(args: argparse.Namespace) -> int:
     if manifest is not None:  # None on the ranks other than 0 of a torchrun run
         chosen_lr = {r["key"]: r["lr"] for r in manifest["rows"] if "lr" in r} if settings.auto_lr else {}
         _print_summary(manifest["rows"], chosen_lr, Path(args.out))
+        _warn_if_flat(manifest["rows"], settings, args.preset)
     return 0
+
+
+def _warn_if_flat(rows: list[dict], settings, preset_name: str) -> None:
+    """Say so when images stayed flat (a grey image is not a visualisation)."""
+    from dgn.baseline import FLAT, PRESETS, preset
+
+    flat = [r for r in rows if r.get("contrast", FLAT) < FLAT]
+    if not flat:
+        return
+    published = preset(preset_name).steps if preset_name in PRESETS or preset_name == "yosinski" else None
+    hint = "; try a larger --lr for this network's gradient scale, or more --steps"
+    if published is not None and published > settings.steps:
+        hint = (f"; {preset_name} was published for {published} steps on CaffeNet: try --steps {published}, or a "
+                "larger --lr for this network's gradient scale")
+    print(f"warning: {len(flat)} of {len(rows)} images are flat (contrast below {FLAT:g} grey levels) after "
+          f"{settings.steps} steps{hint}")
 
 
 def _print_summary(rows: list[dict], chosen_lr: dict[str, float], out: Path) -> None:
