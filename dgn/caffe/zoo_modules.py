@@ -46,8 +46,8 @@ class CaffeBatchNorm(nn.Module):
 
     def statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The stored (mean, variance), each of shape (channels,)."""
-        s = float(self.scale_factor.reshape(-1)[0])
-        f = 0.0 if s == 0 else 1.0 / s
+        s = self.scale_factor.reshape(-1)[:1]  # a tensor, so a forward pass on a GPU never waits for it
+        f = torch.where(s == 0, torch.zeros_like(s), 1.0 / s)
         return self.moving_mean * f, self.moving_var * f
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -88,8 +88,8 @@ class CaffeScale(nn.Module):
         self.bias = nn.Parameter(torch.zeros(bias_shape)) if bias_shape is not None else None
 
     def extra_repr(self) -> str:
-        return f"axis={self.axis}, scale={'input 2' if self.weight is None else tuple(self.weight.shape)}, " \
-               f"bias={self.bias is not None}"
+        scale = "input 2" if self.weight is None else tuple(self.weight.shape)
+        return f"axis={self.axis}, scale={scale}, bias={self.bias is not None}"
 
     def forward(self, x: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
         s = self.weight if scale is None else scale

@@ -111,6 +111,22 @@ def test_batchnorm_uses_global_stats_in_a_deploy_net_and_honours_the_flag(tmp_pa
             np.testing.assert_allclose(out["y"], want, rtol=1e-6)
 
 
+def test_per_channel_blobs_may_carry_unit_axes_but_not_other_shapes(tmp_path):
+    x = randn(1, 3, 2, 2)
+    text = input_layer(x=x.shape) + """
+    layer { name: "bn" type: "BatchNorm" bottom: "x" top: "x" }
+    layer { name: "sc" type: "Scale" bottom: "x" top: "x" scale_param { bias_term: true } }"""
+    mean, var, gamma, beta = randn(3), np.abs(randn(3)) + 1, randn(3), randn(3)  # var: float32 within 1e-7
+    four_d = [a.reshape(1, 3, 1, 1) for a in (mean, var, gamma, beta)]
+    _, out = run(tmp_path, text, layer("bn", "BatchNorm", ["x"], ["x"], [*four_d[:2], np.ones((1, 1, 1, 1))]),
+                 layer("sc", "Scale", ["x"], ["x"], four_d[2:]), inputs={"x": x})
+    c = (slice(None), None, None)
+    np.testing.assert_allclose(out["x"], (x - mean[c]) / np.sqrt(var[c] + 1e-5) * gamma[c] + beta[c], rtol=1e-6)
+    proto, model = files(tmp_path, text, layer("bn", "BatchNorm", ["x"], ["x"], [randn(4), randn(4), [1.0]]))
+    with pytest.raises(DGNError, match=r"'bn' blob 0 has shape \(4,\)"):
+        build_module(proto, model, strict=False)
+
+
 def test_scale_and_bias_one_and_two_bottoms(tmp_path):
     x, s, t = randn(2, 3, 4, 5), randn(2, 3), randn(4, 5)
     w1, b1, b2, b3 = randn(3, 4), randn(3, 4), randn(2, 3), randn(3)
