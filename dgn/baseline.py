@@ -38,13 +38,21 @@ from dgn.engine import AdamStep, IterateTracker, Problem, StepInfo, optimise, re
 from dgn.errors import PRECISIONS, DGNError, check_at_least, check_choice, check_weight
 from dgn.fourier import FourierImages
 from dgn.image_grad import image_gradient_only
-from dgn.layers import forward_to
+from dgn.layers import forward_to, resolve_layer
 from dgn.maco import CropsAndNoise, MacoImages
 from dgn.models import Classifier, input_shape, model_record
-from dgn.objectives import UnitObjective, as_objective
+from dgn.objectives import FeatureAnchor, Objective, UnitObjective, as_objective
 from dgn.params import Pixels, resize
 from dgn.receptive import ReceptiveFields
-from dgn.rows import Row, RowsResult, TargetPlanner, coupled_rows, diversity_among_restarts, run_in_chunks
+from dgn.rows import (
+    Row,
+    RowsResult,
+    TargetPlanner,
+    coupled_rows,
+    diversity_among_restarts,
+    run_in_chunks,
+    starts_by_row,
+)
 from dgn.targets import Target
 
 STEP_RULES = ("l1", "raw", "progress", "adam")
@@ -87,6 +95,10 @@ class ImageAMSettings:
             seen through random crops with noise; its images are the whole canvas.
         canvas: MACO's canvas side, in input sides.
         crop_box: (low, high) side of MACO's random crops, as a fraction of the canvas side.
+        decay_power: the Fourier parameterisation's 1/f exponent (1: Lucid; 1.5: feature accentuation).
+        anchor_layer, anchor_weight: feature accentuation's regulariser (Hamblin et al. 2024): each row also
+            ascends minus ``anchor_weight`` times the mean squared difference between its features at
+            ``anchor_layer`` and those of the image it started from (a run given start images; 0: off).
     """
 
     name: str = "custom"
@@ -111,12 +123,18 @@ class ImageAMSettings:
     parameterisation: str = "pixels"
     canvas: int = 1
     crop_box: tuple[float, float] = (0.8, 1.0)
+    decay_power: float = 1.0
+    anchor_layer: str | None = None
+    anchor_weight: float = 0.0
 
     def __post_init__(self) -> None:
         check_at_least("steps", self.steps, 1)
         check_weight("diversity", self.diversity)
         check_choice("parameterisation", self.parameterisation, PARAMETERISATIONS)
         check_at_least("canvas", self.canvas, 1)
+        check_weight("anchor_weight", self.anchor_weight)
+        if self.anchor_weight and not self.anchor_layer:
+            raise DGNError("anchor_weight needs anchor_layer, the layer whose features the start image keeps")
         if not 0 < self.crop_box[0] <= self.crop_box[1]:
             raise DGNError(f"crop_box must satisfy 0 < low <= high, got {self.crop_box}")
         if self.step_rule == "adam" or self.parameterisation != "pixels":
@@ -230,6 +248,16 @@ PRESETS: dict[str, ImageAMSettings] = {
     # input size it no longer drives the unit. Our preset keeps one input-sized image (canvas 1, crops of
     # 80-100% of it), Adam at 0.2, 512 steps; ``canvas=5, crop_box=(0.2, 0.25)`` is horama's geometry.
     "maco": ImageAMSettings(name="maco", steps=512, step_rule="adam", lr=0.2, parameterisation="maco"),
+    # Hamblin et al. 2024 (feature accentuation; horama's accentuation): from a real image (--init-image), its
+    # exact Fourier coefficients with a 1/f^1.5 spectrum, the fourier robustness stack, and a regulariser that
+    # keeps the image's own features at a lower layer (the paper's; horama keeps its pixels). Ours: conv2, weight
+    # 300 on the relative squared feature difference, Adam 0.05 x 200 steps. Measured on the CIFAR world (8
+    # ships, target "cat"): the cat logit rises from -3.7 to 25 while the judge still sees 5 of 8 ships and the
+    # image moves 0.17 RMS (RGB 0..1), against 82, 0 ships and 0.41 without the regulariser.
+    "accentuate": ImageAMSettings(name="accentuate", steps=200, step_rule="adam", lr=0.05, parameterisation="fourier",
+                                  decay_power=1.5, anchor_layer="conv2", anchor_weight=300.0,
+                                  regularisers=(R.Jitter(8, reference=224), R.RandomScale((0.9, 1.1)),
+                                                R.RandomRotate((-10.0, 10.0)), R.Jitter(4, reference=224))),
 }
 
 # "yosinski" alone: the setting the authors used for most images of the paper.
@@ -399,7 +427,7 @@ class ImageAM(TargetPlanner):
         """The parameterisation: work-space images shown at the input size, clamped to 0..255 with ``clip_pixels``;
         or their Fourier coefficients (``parameterisation="fourier"``), or their phase (``"maco"``)."""
         if self.settings.parameterisation == "fourier":
-            return FourierImages(self.size, self.work_space)
+            return FourierImages(self.size, self.work_space, self.settings.decay_power)
         if self.settings.parameterisation == "maco":
             return MacoImages(self.canvas_size, self.work_space.with_size(self.canvas_size), self.magnitude)
         valid = (-self._offset, 255 - self._offset) if self.settings.clip_pixels else None
@@ -421,7 +449,7 @@ class ImageAM(TargetPlanner):
         return rate
 
     def _run(self, rows: Sequence[Row], start: torch.Tensor, lr: float, objective: Callable,
-             progress: Callable[[int], None] | None) -> IterateTracker:
+             progress: Callable[[int], None] | None, anchor: Objective | None = None) -> IterateTracker:
         """One run of the engine per octave, carrying the detail found so far onto the next, larger base."""
         s = self.settings
         module = self.classifier.module
@@ -442,6 +470,8 @@ class ImageAM(TargetPlanner):
         ascend = None
         if s.diversity:
             ascend = as_objective(objective) + diversity_among_restarts(rows, module, s.diversity, s.diversity_layer)
+        if anchor is not None:
+            ascend = (ascend if ascend is not None else as_objective(objective)) + anchor
         layers = tuple(dict.fromkeys([*objective.layers, *(ascend.layers if ascend is not None else ())]))
         sizes = self.octave_sizes()
         bases = [start]
@@ -503,11 +533,20 @@ class ImageAM(TargetPlanner):
         else:
             start = self.initial_images(rows) if images is None else self.from_classifier(images)
         start = start.to(self.device, torch.float32)
+        anchor = None
+        if s.anchor_weight:
+            if images is None:
+                raise DGNError("feature accentuation (anchor_weight) needs start images (--init-image)")
+            layer = resolve_layer(self.classifier.module, s.anchor_layer)
+            with torch.no_grad():
+                reference = forward_to(self.classifier.module, self.to_classifier(self.pixels().iterate(start)),
+                                       [layer])[layer]
+            anchor = FeatureAnchor(layer, reference, s.anchor_weight)
         rates = s.auto_lr or (s.lr,)
         # oneDNN's input gradient of an 11x11/4 first conv costs ~5 forwards of it; cuDNN needs no help.
         fast = self.device.type == "cpu" and s.precision == "fp32"
         with image_gradient_only(self.classifier.module) if fast else nullcontext():
-            runs = [self._run(rows, start, lr, objective, progress) for lr in rates]
+            runs = [self._run(rows, start, lr, objective, progress, anchor) for lr in rates]
         # auto_lr: per row, the candidate with the highest final activation (the first on ties).
         pick = torch.stack([r.act_end for r in runs]).argmax(0)
         index = torch.arange(len(rows), device=pick.device)
@@ -536,6 +575,7 @@ class ImageAM(TargetPlanner):
         skip: Iterable[str] = (),
         on_chunk: Callable[[RowsResult], None] | None = None,
         progress: Callable[[int], None] | None = None,
+        start: torch.Tensor | None = None,
     ) -> ImageAMResult | None:
         """Optimise every (target, restart) row in chunks of ``batch_size`` rows.
 
@@ -547,17 +587,24 @@ class ImageAM(TargetPlanner):
             skip: row keys (``Row.key``) to leave out, e.g. rows a resumed run already finished.
             on_chunk: called with each finished chunk's results (to write them as they come).
             progress: called after each step with the number of rows it advanced.
+            start: start images in the classifier's space (e.g. real images, for feature accentuation): one
+                (1, C, H, W) for every row, or one per row of the plan, in its order.
 
         Returns:
             All rows' results in order, or None when every row was skipped.
         """
         skip = set(skip)
         planned = self.plan(targets, restarts, seed)
+        starts = starts_by_row(planned, start)
         if self.settings.diversity:
             rows, batch_size = coupled_rows(planned, skip, batch_size)
         else:
             rows = [r for r in planned if r.key not in skip]
-        parts = run_in_chunks(rows, batch_size, lambda chunk: self.optimise(chunk, progress=progress), on_chunk)
+        def optimise(chunk: list[Row]) -> ImageAMResult:
+            images = torch.stack([starts[r.key] for r in chunk]) if starts else None
+            return self.optimise(chunk, images=images, progress=progress)
+
+        parts = run_in_chunks(rows, batch_size, optimise, on_chunk)
         return ImageAMResult.concat(parts) if parts else None
 
     # ----- images --------------------------------------------------------------------------------

@@ -303,3 +303,25 @@ class Diversity(Objective):
             mean = (sim * same).sum(1) / same.sum(1).clamp_min(1)
             out = out.index_put((rows,), -self.weight * mean)
         return out
+
+
+class FeatureAnchor(Objective):
+    """Minus ``weight`` times the mean squared difference between a row's features at ``layer`` and that row's
+    reference features (e.g. of the real image it started from), relative to the reference's mean square:
+    feature accentuation's regulariser (Hamblin et al. 2024), which keeps an image's own lower-layer features
+    while a target is pushed. Relative, so one weight means the same on layers and nets of any scale.
+
+    Args:
+        layer: the (canonical) layer compared.
+        reference: (B, ...) the reference features, one row per batch row.
+        weight: the term's weight.
+    """
+
+    def __init__(self, layer: str, reference: torch.Tensor, weight: float = 1.0) -> None:
+        self.layer, self.reference, self.weight = layer, reference.detach().float(), float(weight)
+        self.layers = (layer,)
+
+    def __call__(self, acts, params=None):
+        a, reference = acts[self.layer].float(), self.reference.to(acts[self.layer].device)
+        scale = reference.pow(2).flatten(1).mean(1).clamp_min(1e-12)
+        return -self.weight * (a - reference).pow(2).flatten(1).mean(1) / scale

@@ -288,3 +288,18 @@ def test_diversity_from_the_command_line_and_its_errors(tmp_path, capsys):
     assert main(["synthesize", *CIFAR_WORLD, "--target", "fc8:1", "--diversity", "-1", "--out",
                  str(tmp_path / "bad")]) == 2
     assert "diversity must be a finite number >= 0" in capsys.readouterr().err
+
+
+def test_baseline_accentuates_a_real_image(tmp_path, capsys):
+    image = _picture(tmp_path / "real.png")
+    out = tmp_path / "acc"
+    assert main(["baseline", *CIFAR_WORLD[2:], "--preset", "accentuate", "--target", "fc8:3", "--steps", "5",
+                 "--init-image", image, "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["start"] == {"images": [image]}
+    assert manifest["config"]["settings"]["anchor_layer"] == "conv2"
+    capsys.readouterr()
+    assert main(["baseline", *CIFAR_WORLD[2:], "--preset", "accentuate", "--target", "fc8:3",
+                 "--out", str(tmp_path / "none")]) == 2
+    assert "give it with --init-image" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()

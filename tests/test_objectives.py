@@ -152,3 +152,16 @@ def test_new_target_kinds_rise_under_dgn_am(tmp_path):
     torch.testing.assert_close(result.codes_last, torch.cat(alone), atol=1e-5, rtol=1e-5)
     with pytest.raises(DGNError, match="needs neuron targets"):
         DGNAM(gen, clf, ActMaxSettings(steps=2, score="contrast"), "cpu").synthesize(["conv2:3@mean"])
+
+
+def test_feature_anchor_by_hand():
+    from dgn.objectives import FeatureAnchor
+
+    reference = torch.tensor([[1.0, 1.0], [2.0, 0.0]])
+    anchor = FeatureAnchor("fc", reference, weight=3.0)
+    acts = {"fc": torch.tensor([[1.0, 3.0], [2.0, 0.0]])}
+    # row 0: mean((0, 2)^2) = 2 over mean(1, 1) = 1 -> -6; row 1: unchanged -> 0
+    torch.testing.assert_close(anchor(acts), torch.tensor([-6.0, 0.0]))
+    # relative: the same change on a reference ten times larger costs a hundred times less
+    torch.testing.assert_close(FeatureAnchor("fc", 10 * reference)({"fc": 10 * reference + acts["fc"] - reference}),
+                               torch.tensor([-0.02, 0.0]))

@@ -44,6 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="learning rate, or 'auto' (keep the best of several rates per row); default: the preset's")
     p.add_argument("--post-relu", action="store_true", help="maximise the unit after its ReLU (default: before)")
     add_diversity_options(p)
+    p.add_argument("--init-image", action="append", default=[], metavar="PATH",
+                   help="start from a real image (resized to the input) instead of noise; repeatable: one for every "
+                        "row, or one per row (targets x restarts); the accentuate preset needs it")
+    p.add_argument("--anchor-layer", default=None, metavar="LAYER",
+                   help="feature accentuation: the layer whose features the start image keeps (accentuate: conv2)")
+    p.add_argument("--anchor-weight", type=float, default=None,
+                   help="weight of that regulariser (accentuate: 300; 0 turns it off)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--display", choices=["mean", "act_max"], default="mean",
                    help="image mapping: add the mean back (default), or the original act_max clip(-120,120)/240+0.5")
@@ -71,6 +78,10 @@ def settings_from_args(args: argparse.Namespace):
                      "diversity_layer": args.diversity_layer}
     if args.steps is not None:
         changes["steps"] = args.steps
+    if args.anchor_layer is not None:
+        changes["anchor_layer"] = args.anchor_layer
+    if args.anchor_weight is not None:
+        changes["anchor_weight"] = args.anchor_weight
     if args.lr is not None:
         if args.lr == "auto":
             changes["auto_lr"] = settings.auto_lr or tuple(f * settings.lr for f in AUTO_LR_FACTORS)
@@ -104,13 +115,27 @@ def run(args: argparse.Namespace) -> int:
     targets = [t for text in args.target for t in expand_targets(text)]
     am = ImageAM(load_classifier_from_args(args, args.seed), settings, device)
     rows = am.plan(targets, args.restarts, args.seed)
+    start = None
+    if settings.anchor_weight and not args.init_image:
+        raise DGNError(f"{settings.name} accentuates a real image: give it with --init-image PATH "
+                       "(or --anchor-weight 0 to start from noise)")
+    if args.init_image:
+        from dgn import spaces
+        from dgn.rows import starts_by_row
+        from dgn.starts import read_start_images
+
+        rgb = read_start_images(args.init_image, am.size)
+        start = spaces.from_rgb01(rgb, am.classifier.space)
+        starts_by_row(rows, start)  # the number of images fits the rows, before anything runs
     config = am.describe()
     config.update(targets=targets, restarts=args.restarts, seed=args.seed,
                   random_weights=args.random_weights, display=args.display)
+    if args.init_image:
+        config["start"] = {"images": [str(p) for p in args.init_image]}
     batch_size = args.batch_size
     if settings.diversity:  # a target's restarts run in one batch: chunks (and torchrun shards) hold whole targets
         batch_size = coupled_rows(rows, set(), batch_size)[1]
-    synthesize = functools.partial(am.synthesize, targets, args.restarts, args.seed)
+    synthesize = functools.partial(am.synthesize, targets, args.restarts, args.seed, start=start)
     manifest, optimised = run_and_write(
         synthesize, rows, am, args.out, config, am.steps_per_row, batch_size, args.resume, args.display, world,
         progress=lambda total: progress_bar(total, f"baseline {settings.name}", world.is_main))
