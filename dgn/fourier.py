@@ -26,6 +26,39 @@ COLOR_CORRELATION_SVD_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.0
 _COLOR = COLOR_CORRELATION_SVD_SQRT / COLOR_CORRELATION_SVD_SQRT.norm(dim=0).max()
 
 
+def recorrelate(channels: torch.Tensor) -> torch.Tensor:
+    """Decorrelated channels (B, 3, H, W) -> RGB-correlated ones (before the sigmoid)."""
+    return torch.einsum("bchw,rc->brhw", channels, _COLOR.to(channels.device))
+
+
+def decorrelate(rgb: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`recorrelate`."""
+    return torch.einsum("brhw,cr->bchw", rgb, torch.linalg.inv(_COLOR).to(rgb.device))
+
+
+class SigmoidImages:
+    """What a parameterisation defined by ``to_rgb01(params)`` (always valid, through a sigmoid) shares:
+    images in its ``work`` space, recorded as such, and no projection."""
+
+    work: spaces.PixelSpace
+
+    def to_rgb01(self, params: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def to_image(self, params: torch.Tensor) -> torch.Tensor:
+        """Parameters -> images in the ``work`` space."""
+        return spaces.from_rgb01(self.to_rgb01(params), self.work)
+
+    def iterate(self, params: torch.Tensor) -> torch.Tensor:
+        """What a run records of the parameters: their images."""
+        return self.to_image(params)
+
+    @staticmethod
+    def project(params: torch.Tensor) -> torch.Tensor:
+        """Nothing to keep in bounds: the sigmoid keeps every image valid."""
+        return params
+
+
 def radial_frequencies(height: int, width: int) -> torch.Tensor:
     """(H, W // 2 + 1) radial frequency of each real-FFT coefficient, in cycles per pixel."""
     fy = torch.fft.fftfreq(height)[:, None]
@@ -34,7 +67,7 @@ def radial_frequencies(height: int, width: int) -> torch.Tensor:
 
 
 @dataclass
-class FourierImages:
+class FourierImages(SigmoidImages):
     """Images of ``size`` held as scaled Fourier coefficients, shown in pixel space ``work``.
 
     Args:
@@ -67,20 +100,7 @@ class FourierImages:
         """Coefficients -> RGB 0..1 images (B, 3, H, W), differentiable."""
         spectrum = torch.view_as_complex(coeffs.float().contiguous()) * self.scale.to(coeffs.device)
         channels = torch.fft.irfft2(spectrum, s=self.size, norm="backward") / 4  # Lucid's magic 4
-        if self.decorrelate:
-            channels = torch.einsum("bchw,rc->brhw", channels, _COLOR.to(coeffs.device))
-        return torch.sigmoid(channels)
-
-    def to_image(self, coeffs: torch.Tensor) -> torch.Tensor:
-        """Coefficients -> images in the ``work`` space."""
-        return spaces.from_rgb01(self.to_rgb01(coeffs), self.work)
-
-    iterate = to_image
-
-    @staticmethod
-    def project(coeffs: torch.Tensor) -> torch.Tensor:
-        """Nothing to keep in bounds: the sigmoid keeps every image valid."""
-        return coeffs
+        return torch.sigmoid(recorrelate(channels) if self.decorrelate else channels)
 
     def coefficients(self, rgb01: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
         """The coefficients of RGB 0..1 images (B, 3, H, W): the inverse of :meth:`to_rgb01` (values are
@@ -88,6 +108,6 @@ class FourierImages:
         x = rgb01.float().clamp(eps, 1 - eps)
         channels = torch.log(x) - torch.log1p(-x)
         if self.decorrelate:
-            channels = torch.einsum("brhw,cr->bchw", channels, torch.linalg.inv(_COLOR).to(x.device))
+            channels = decorrelate(channels)
         spectrum = torch.fft.rfft2(channels * 4, norm="backward") / self.scale.to(x.device)
         return torch.view_as_real(spectrum).contiguous()

@@ -23,14 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from dgn import spaces
-from dgn.fourier import _COLOR
+from dgn.fourier import SigmoidImages, decorrelate, recorrelate
 
 SHIPPED_MAGNITUDE = Path(__file__).resolve().parent / "pretrained" / "maco-magnitude-cifar10.safetensors"
-
-
-def decorrelate(rgb: torch.Tensor) -> torch.Tensor:
-    """RGB (B, 3, H, W) -> the decorrelated channels that ``dgn.fourier``'s colour map turns back into RGB."""
-    return torch.einsum("brhw,cr->bchw", rgb, torch.linalg.inv(_COLOR).to(rgb.device))
 
 
 def natural_magnitude(rgb01: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -66,7 +61,7 @@ def _standardise(x: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class MacoImages:
+class MacoImages(SigmoidImages):
     """Images of ``size`` with a fixed magnitude spectrum, held as their phase, shown in pixel space ``work``.
 
     Args:
@@ -92,18 +87,7 @@ class MacoImages:
         """Phases -> RGB 0..1 images (B, 3, H, W), differentiable."""
         spectrum = torch.polar(self.magnitude.to(phase.device).expand_as(phase), _standardise(phase.float()))
         channels = _standardise(torch.fft.irfft2(spectrum, s=self.size))
-        return torch.sigmoid(torch.einsum("bchw,rc->brhw", channels, _COLOR.to(phase.device)))
-
-    def to_image(self, phase: torch.Tensor) -> torch.Tensor:
-        """Phases -> images in the ``work`` space."""
-        return spaces.from_rgb01(self.to_rgb01(phase), self.work)
-
-    iterate = to_image
-
-    @staticmethod
-    def project(phase: torch.Tensor) -> torch.Tensor:
-        """Nothing to keep in bounds: any phase gives a valid image."""
-        return phase
+        return torch.sigmoid(recorrelate(channels))
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,19 @@ def coupled_rows(planned: Sequence[Row], skip: set[str], batch_size: int) -> tup
     return rows, max(size, -(-batch_size // size) * size)
 
 
+def rows_to_run(planned: Sequence[Row], skip: set[str], batch_size: int, coupled: bool) -> tuple[list[Row], int]:
+    """The planned rows a run still has to optimise and its batch size: the unfinished rows, or with ``coupled``
+    restarts (a diversity term) whole targets (see :func:`coupled_rows`)."""
+    if coupled:
+        return coupled_rows(planned, skip, batch_size)
+    return [r for r in planned if r.key not in skip], batch_size
+
+
+def stack_starts(chunk: Sequence[Row], starts: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """The start of each row of ``chunk`` (from :func:`starts_by_row`) as one batch, or None without starts."""
+    return torch.stack([starts[r.key] for r in chunk]) if starts else None
+
+
 def diversity_among_restarts(rows: Sequence[Row], module: torch.nn.Module, weight: float,
                              layer: str | None = None) -> Diversity:
     """The diversity term of ``rows``: each target's restarts (rows with one label) pushed apart at ``layer``

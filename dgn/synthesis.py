@@ -34,9 +34,10 @@ from dgn.rows import (
     Row,
     RowsResult,
     TargetPlanner,
-    coupled_rows,
     diversity_among_restarts,
+    rows_to_run,
     run_in_chunks,
+    stack_starts,
     starts_by_row,
 )
 from dgn.targets import Target
@@ -301,14 +302,10 @@ class DGNAM(TargetPlanner):
         skip = set(skip)
         planned = self.plan(targets, restarts, seed)
         starts = starts_by_row(planned, start)
-        if self.settings.diversity:
-            rows, batch_size = coupled_rows(planned, skip, batch_size)
-        else:
-            rows = [r for r in planned if r.key not in skip]
+        rows, batch_size = rows_to_run(planned, skip, batch_size, bool(self.settings.diversity))
 
         def optimise(chunk: list[Row]) -> RowsResult:
-            codes = torch.stack([starts[r.key] for r in chunk]) if starts else None
-            return self.optimise(chunk, upper_bound, codes=codes, progress=progress)
+            return self.optimise(chunk, upper_bound, codes=stack_starts(chunk, starts), progress=progress)
 
         parts = run_in_chunks(rows, batch_size, optimise, on_chunk)
         return RowsResult.concat(parts) if parts else None

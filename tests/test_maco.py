@@ -12,7 +12,8 @@ from dgn import spaces
 from dgn.baseline import ImageAM, preset
 from dgn.engine import AdamStep, StepInfo
 from dgn.errors import DGNError
-from dgn.maco import CropsAndNoise, MacoImages, decorrelate, natural_magnitude, shipped_magnitude
+from dgn.fourier import decorrelate
+from dgn.maco import CropsAndNoise, MacoImages, natural_magnitude, shipped_magnitude
 from tests.tiny import tiny_pair
 
 WORK = spaces.CAFFE_BGR_IMAGENET.with_size((36, 36))
@@ -78,7 +79,7 @@ def test_a_maco_canvas_is_kept_whole_and_seen_at_the_input_size():
     result = am.synthesize(["fc8:1", "conv2:3"])
     assert result.codes_last.shape == (2, 3, 108, 108)  # the whole canvas, in the classifier's space
     top, left, h, w = result.view_boxes[1]  # a spatial unit's receptive field, scaled to the canvas
-    assert h % 3 == 0 and w % 3 == 0 and h <= 108
+    assert all(v % 3 == 0 for v in (top, left, h, w)) and top + h <= 108 and left + w <= 108
     rows = am.plan(["fc8:1", "conv2:3"])
     torch.testing.assert_close(am.activations(result.codes_last, rows), result.act_end, atol=1e-3, rtol=1e-3)
     with pytest.raises(DGNError, match="cannot start from given images"):
