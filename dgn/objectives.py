@@ -88,7 +88,8 @@ class TargetValues:
     """Each row's value of its own target from the captured outputs, with index tensors built once.
 
     Neurons are gathered in one indexing per layer; channels (``@mean``), whole layers (mean squared
-    activation) and directions (dot product with a vector, at a position or averaged) are reduced per row.
+    activation), class probabilities (softmax) and directions (dot product with a vector, at a position or
+    averaged) are reduced per row.
 
     Args:
         targets: one resolved target per row (a neuron of a spatial layer needs a position).
@@ -135,6 +136,12 @@ class TargetValues:
             return a.pow(2).mean()
         if target.kind == "unit":  # a channel: its mean over all positions
             return a[target.unit].mean()
+        if target.kind == "prob":  # softmax over the units, at one place or averaged over all
+            if a.dim() == 1:
+                return torch.softmax(a, 0)[target.unit]
+            if target.mean:
+                return torch.softmax(a, 0)[target.unit].mean()
+            return torch.softmax(a[:, target.position[0], target.position[1]], 0)[target.unit]
         vector = self._vectors[target.vector].to(a.device)
         if a.dim() == 1:
             return a @ vector

@@ -6,6 +6,8 @@ Forms (``LAYER`` a module name or alias, e.g. ``fc8``, ``conv5``, ``features.10`
   CaffeNet's 13x13 conv5, as the original used). ``LAYER:UNIT@Y,X``: the neuron at (Y, X).
 - ``LAYER:UNIT@mean``: a channel, its mean over all positions.
 - ``LAYER:layer``: the whole layer, the mean of its squared activations (DeepDream's objective).
+- ``LAYER:prob=UNIT``: a class probability, the softmax of the layer's units (at the centre, ``@Y,X`` or
+  averaged ``@mean`` on a conv layer) taken at UNIT, e.g. ``fc8:prob=945``.
 - ``LAYER:dir=FILE``: a direction, the dot product of the layer's activation vector with the vector in
   FILE (``.npy``, or numbers separated by spaces, commas or newlines; as many as the layer has channels,
   e.g. a linear probe's weights or a difference of class means), at the centre, ``@Y,X`` or ``@mean``.
@@ -24,11 +26,11 @@ from torch import nn
 from dgn.errors import DGNError
 from dgn.layers import resolve_layer
 
-_FORM = ("LAYER:UNIT[@Y,X|@mean], LAYER:layer or LAYER:dir=FILE[@Y,X|@mean] "
-         "(e.g. fc8:945, conv5:12@6,6, conv5:12@mean, conv5:layer, fc7:dir=probe.npy)")
+_FORM = ("LAYER:UNIT[@Y,X|@mean], LAYER:layer, LAYER:prob=UNIT or LAYER:dir=FILE[@Y,X|@mean] "
+         "(e.g. fc8:945, conv5:12@6,6, conv5:12@mean, conv5:layer, fc8:prob=945, fc7:dir=probe.npy)")
 _PATTERN = re.compile(r"^(?P<layer>[^:@\s]+):(?P<what>[^@]+?)(?:@(?P<where>[^@]+))?$")
 _POSITION = re.compile(r"^(?P<y>-?\d+),(?P<x>-?\d+)$")
-KINDS = ("unit", "layer", "direction")
+KINDS = ("unit", "layer", "direction", "prob")
 
 
 @dataclass(frozen=True)
@@ -37,10 +39,10 @@ class Target:
 
     Attributes:
         layer: the layer as written, or canonical once resolved.
-        unit: the channel / unit index (``kind`` "unit"; -1 otherwise).
+        unit: the channel / unit index (``kind`` "unit" or "prob"; -1 otherwise).
         position: (y, x) on a spatial layer; None on a non-spatial one, or when ``mean``.
-        kind: "unit" (a neuron, or with ``mean`` a channel), "layer" (mean squared activation) or
-            "direction" (dot product with ``vector``).
+        kind: "unit" (a neuron, or with ``mean`` a channel), "layer" (mean squared activation),
+            "direction" (dot product with ``vector``) or "prob" (softmax over the units, at ``unit``).
         mean: average over all positions instead of taking one.
         vector: the direction's file.
     """
@@ -55,7 +57,7 @@ class Target:
     def __str__(self) -> str:
         if self.kind == "layer":
             return f"{self.layer}:layer"
-        what = f"dir={self.vector}" if self.kind == "direction" else str(self.unit)
+        what = {"direction": f"dir={self.vector}", "prob": f"prob={self.unit}"}.get(self.kind, str(self.unit))
         where = "@mean" if self.mean else f"@{self.position[0]},{self.position[1]}" if self.position is not None else ""
         return f"{self.layer}:{what}{where}"
 
@@ -72,6 +74,8 @@ class Target:
             return f"{base}_layer"
         if self.kind == "direction":
             base += "_dir-" + re.sub(r"[^A-Za-z0-9]+", "-", Path(self.vector or "").stem).strip("-")
+        elif self.kind == "prob":
+            base += f"_prob{self.unit:04d}"
         else:
             base += f"_{self.unit:04d}"
         if self.mean:
@@ -105,6 +109,10 @@ def parse_target(text: str) -> Target:
         if where is not None:
             raise DGNError(f"a whole-layer target takes no position: write {layer}:layer")
         return Target(layer, kind="layer")
+    if what.startswith("prob="):
+        if not re.fullmatch(r"\d+", what[5:]):
+            raise DGNError(f"malformed target {text!r}; write {layer}:prob=UNIT with UNIT >= 0")
+        return Target(layer, int(what[5:]), position, "prob", mean)
     if what.startswith("dir="):
         if not what[4:]:
             raise DGNError(f"target {text!r} names no direction file; write {layer}:dir=FILE")
@@ -159,7 +167,7 @@ def resolve_target(model: nn.Module, target: str | Target, output_shape: tuple[i
         raise DGNError(f"layer {target.layer!r} has output shape {output_shape}; only (C,) and (C, H, W) are supported")
     if target.kind == "layer":
         return replace(target, layer=layer)
-    if target.kind == "unit" and not 0 <= target.unit < channels:
+    if target.kind in ("unit", "prob") and not 0 <= target.unit < channels:
         raise DGNError(f"unit {target.unit} out of range for layer {target.layer!r}: valid units are 0..{channels - 1}")
     if target.kind == "direction":
         length = load_direction(target.vector).numel()
@@ -168,7 +176,7 @@ def resolve_target(model: nn.Module, target: str | Target, output_shape: tuple[i
                            f"{channels} channels")
     if len(spatial) == 0:
         if target.position is not None:
-            what = f"{target.layer}:{target.unit}" if target.kind == "unit" else f"{target.layer}:dir={target.vector}"
+            what = str(replace(target, position=None))
             raise DGNError(f"layer {target.layer!r} has no spatial dimensions; write {what}")
         return replace(target, layer=layer, mean=False)
     if target.mean:

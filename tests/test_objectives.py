@@ -145,7 +145,8 @@ def test_new_target_kinds_rise_under_dgn_am(tmp_path):
     (tmp_path / "v.txt").write_text("1 -1 0.5 0 0 2 0 -1")
     gen, clf = tiny_pair()
     dgnam = DGNAM(gen, clf, ActMaxSettings(steps=15, lr_start=1.0), "cpu")
-    targets = ["conv2:3@mean", "conv2:layer", f"conv2:dir={tmp_path}/v.txt@mean", f"conv2:dir={tmp_path}/v.txt"]
+    targets = ["conv2:3@mean", "conv2:layer", f"conv2:dir={tmp_path}/v.txt@mean", f"conv2:dir={tmp_path}/v.txt",
+               "fc8:prob=2"]
     result = dgnam.synthesize(targets, restarts=2)
     assert (result.act_best > result.act_start).all()
     alone = [dgnam.synthesize([t], restarts=2).codes_last for t in targets]  # batched equals one target at a time
@@ -165,3 +166,15 @@ def test_feature_anchor_by_hand():
     # relative: the same change on a reference ten times larger costs a hundred times less
     torch.testing.assert_close(FeatureAnchor("fc", 10 * reference)({"fc": 10 * reference + acts["fc"] - reference}),
                                torch.tensor([-0.02, 0.0]))
+
+
+def test_class_probability_values_by_hand():
+    from dgn.objectives import TargetValues
+
+    fc = torch.tensor([[1.0, 2.0, 0.0]])
+    conv = torch.tensor([[[[0.0, 1.0]], [[1.0, 1.0]]]])  # (1, 2 channels, 1, 2)
+    rows = [Target("fc", 1, kind="prob"), Target("conv", 0, (0, 1), "prob"), Target("conv", 0, None, "prob", True)]
+    acts = {"fc": fc.repeat(3, 1), "conv": conv.repeat(3, 1, 1, 1)}
+    e = torch.exp(torch.tensor(1.0))
+    expected = torch.tensor([float(torch.softmax(fc[0], 0)[1]), 0.5, float((1 / (1 + e) + 0.5) / 2)])
+    torch.testing.assert_close(TargetValues(rows).gather(acts), expected)

@@ -59,13 +59,15 @@ def test_channel_layer_and_direction_forms_round_trip():
     assert parse_target("conv5:layer") == Target("conv5", kind="layer")
     assert parse_target("fc7:dir=probe.npy") == Target("fc7", -1, None, "direction", False, "probe.npy")
     assert parse_target("conv5:dir=v.txt@2,3").position == (2, 3)
-    for text in ("conv5:12@mean", "conv5:layer", "fc7:dir=probe.npy", "conv5:dir=v.txt@mean", "conv5:dir=v.txt@2,3"):
+    assert parse_target("fc8:prob=945") == Target("fc8", 945, None, "prob")
+    for text in ("conv5:12@mean", "conv5:layer", "fc7:dir=probe.npy", "conv5:dir=v.txt@mean", "conv5:dir=v.txt@2,3",
+                 "fc8:prob=945", "conv5:prob=3@mean", "conv5:prob=3@1,2"):
         assert str(parse_target(text)) == text
     assert parse_target("conv5:12@mean").slug == "conv5_0012_mean"
     assert parse_target("conv5:layer").slug == "conv5_layer"
     assert parse_target("conv5:dir=a/probe.npy@mean").slug == "conv5_dir-probe_mean"
     for bad, message in (("conv5:layer@1,1", "takes no position"), ("conv5:dir=", "names no direction file"),
-                         ("conv5:1@centre", "malformed position")):
+                         ("conv5:1@centre", "malformed position"), ("fc8:prob=x", "write fc8:prob=UNIT")):
         with pytest.raises(DGNError, match=message):
             parse_target(bad)
 

@@ -33,7 +33,8 @@ def add_target_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", action="append", required=True, metavar="TARGET",
                    help="what to maximise; repeatable: LAYER:UNIT (a neuron; conv layers: at the centre), "
                         "LAYER:UNIT@Y,X (a neuron there), LAYER:UNIT@mean (a channel's mean), LAYER:layer "
-                        "(DeepDream's mean squared activation), LAYER:dir=FILE[@Y,X|@mean] (a direction: the dot "
+                        "(DeepDream's mean squared activation), LAYER:prob=UNIT (its softmax probability), "
+                        "LAYER:dir=FILE[@Y,X|@mean] (a direction: the dot "
                         "product with the vector in FILE, .npy or text), A+B (two neurons, see dgn pair); ranges "
                         "fc8:0-9")
 
