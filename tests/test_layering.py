@@ -16,7 +16,7 @@ LAYERS = [  # (name, module patterns relative to dgn), bottom first
                     "caffe.wire", "caffe.text", "caffe.read", "caffe.modules", "caffe.builder", "caffe.state", "caffe.zoo_modules", "caffe.zoo_builders",
                     "data", "data_video", "distributed", "render", "frames", "weights"]),
     ("spine", ["layers", "targets", "receptive", "models", "caffe.lrcn", "objectives", "engine", "params", "rows",
-               "regularisers", "image_grad", "encoding", "starts", "fourier", "maco"]),
+               "regularisers", "image_grad", "encoding", "starts", "fourier", "maco", "image_settings"]),
     ("methods", ["synthesis", "baseline", "video", "pairs"]),
     ("built on the methods", ["outputs", "throughput", "demo", "audit", "bounds", "training", "inspect",
                               "inspect.*"]),
