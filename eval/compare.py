@@ -308,7 +308,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--generator", default="deepsim-fc6", help="DGN-AM's prior")
     p.add_argument("--target", action="append",
                    help=f"repeatable, ranges allowed (default: {' '.join(DEFAULT_TARGETS)})")
-    p.add_argument("--presets", default=",".join(PRESETS), help="comma-separated image-space presets")
+    p.add_argument("--presets", default=",".join(n for n, s in PRESETS.items() if not s.anchor_weight),
+                   help="comma-separated image-space presets (default: all but accentuate, which needs a real image)")
     p.add_argument("--steps", type=int, default=200, help="steps per row for every method")
     p.add_argument("--restarts", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=16)
