@@ -12,6 +12,9 @@ projection that move the parameters. The loop around them is written once, here:
         params <- project(step(params, gradient))
     last step: evaluate only (its update would be unused), as act_max returns the last iterate
 
+A gradient-free step rule (evolution: :mod:`dgn.evolvers`) runs the same loop without gradients: each step
+scores a population per row, records each row's best candidate, and asks the rule for the next population.
+
 Rows are independent: nothing here mixes values across the batch dimension, so a batch gives the same
 result as its rows run one by one (up to the float kernels' batch-invariance).
 """
@@ -204,7 +207,12 @@ class Problem:
         transform: ``(input, step) -> input``, a random robustness transform of the model's input on
             gradient steps; the recorded value is always that of the untransformed input.
         observe: called with ``(step, iterate, values)`` for every iterate evaluated (to follow a run step
-            by step, as act_max's debug output); values are the rows' recorded objective values.
+            by step, as act_max's debug output); values are the rows' recorded objective values. With a
+            gradient-free step rule: ``(step, population, scores)``, the whole generation and its scores.
+
+    A gradient-free step rule (``step.gradient_free``, e.g. :class:`dgn.evolvers.Genetic`) makes ``start``
+    a population per row (rows, P, ...): ``image``, ``forward`` and ``objective`` then see every candidate
+    (``objective`` returns rows x P scores, row-major), and the rule's ``tell`` replaces ``step``.
     """
 
     start: Tensor
@@ -236,6 +244,8 @@ def optimise(problem: Problem, steps: int, precision: str = "fp32", progress: Ca
     p = problem
     x = p.start.float().clone()
     device, batch = x.device, x.shape[0]
+    if getattr(p.step, "gradient_free", False):
+        return _evolve(p, x, steps, precision, progress, tracker, first_step, evaluate_last)
     per_row = (batch,) + (1,) * (x.dim() - 1)
     track = tracker if tracker is not None else IterateTracker.starting_from(p.iterate(x))
     for step in range(first_step, first_step + steps):
@@ -271,5 +281,32 @@ def optimise(problem: Problem, steps: int, precision: str = "fp32", progress: Ca
             progress(batch)
     if progress is not None and evaluate_last:
         progress(batch)
+    track.params = x
+    return track
+
+
+def _evolve(p: Problem, x: Tensor, steps: int, precision: str, progress: Callable[[int], None] | None,
+            tracker: IterateTracker | None, first_step: int, evaluate_last: bool) -> IterateTracker:
+    """The loop for a gradient-free step rule (see :mod:`dgn.evolvers`): ``x`` holds a population per row
+    (rows, P, ...); every candidate is scored without gradients, each row records its best candidate of the
+    generation, and the rule's ``tell(population, scores (rows, P))`` gives the next population."""
+    rows, population = x.shape[:2]
+    track = tracker if tracker is not None else IterateTracker.starting_from(p.iterate(x[:, 0]))
+    for step in range(first_step, first_step + steps):
+        with torch.no_grad(), autocast_for(x.device, precision):
+            scores = p.objective(p.forward(p.image(x)), x).float().view(rows, population)
+        best = torch.nan_to_num(scores, nan=-math.inf).argmax(1)
+        values = scores.gather(1, best[:, None])[:, 0]
+        iterate = p.iterate(x[torch.arange(rows, device=x.device), best])
+        track.record(step, values, iterate)
+        if p.observe is not None:
+            p.observe(step, x, scores)
+        if evaluate_last and step == first_step + steps - 1:
+            break
+        x = p.project(p.step.tell(x, scores).to(x.device))
+        if progress is not None:
+            progress(rows)
+    if progress is not None and evaluate_last:
+        progress(rows)
     track.params = x
     return track

@@ -47,6 +47,18 @@ def upper_bound_tensor(bound: float | torch.Tensor | None, code_shape: Sequence[
     return tensor.reshape(*code_shape)
 
 
+@torch.no_grad()
+def render_codes(generator: Generator, codes: torch.Tensor, boxes: Sequence[tuple[int, int, int, int]],
+                 device: torch.device | str = "cpu", batch_size: int = 16) -> list[torch.Tensor]:
+    """Generator images (in the generator's space, on the CPU) of ``codes``, each cropped to its box."""
+    out: list[torch.Tensor] = []
+    for start in range(0, codes.shape[0], batch_size):
+        images = generator(codes[start : start + batch_size].to(device)).float().cpu()
+        for image, (top, left, h, w) in zip(images, boxes[start : start + batch_size]):
+            out.append(image[:, top : top + h, left : left + w])
+    return out
+
+
 @dataclass
 class GeneratorCodes:
     """Codes of a generator prior (B, *code_shape), seen by a model of pixel space ``target``.

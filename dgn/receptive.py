@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from dgn import spaces
 from dgn.layers import forward_to, resolve_layer
 
 
@@ -70,3 +71,23 @@ class ReceptiveFields:
         if key not in self._boxes:
             self._boxes[key] = receptive_field(self.model, layer, key[1], self.input_shape)
         return self._boxes[key]
+
+
+def generator_view_box(
+    generator_size: tuple[int, int],
+    classifier_size: tuple[int, int] | None,
+    fit_mode: str,
+    layer: str,
+    position: tuple[int, int] | None,
+    fields: ReceptiveFields | None,
+) -> tuple[int, int, int, int]:
+    """Box (top, left, h, w) of a generator image to show for a unit: the region the classifier sees, and for
+    a unit at a ``position`` (with ``fields``, the classifier's receptive fields) the part of it in the unit's
+    receptive field."""
+    (top, left, h, w), _ = spaces.fit_region(generator_size, classifier_size, fit_mode)
+    if position is None or fields is None or classifier_size is None:
+        return top, left, h, w
+    rf_top, rf_left, rf_h, rf_w = fields.get(layer, position)
+    in_h, in_w = classifier_size
+    sy, sx = h / in_h, w / in_w
+    return top + round(rf_top * sy), left + round(rf_left * sx), max(1, round(rf_h * sy)), max(1, round(rf_w * sx))

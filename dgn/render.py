@@ -109,3 +109,45 @@ pre{{background:#f4f4f4;padding:1em;overflow:auto}}</style></head>
 </body></html>
 """
     atomic_write_bytes(path, page.encode())
+
+
+def line_plot(
+    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    title: str = "",
+    x_label: str = "",
+    size: tuple[int, int] = (480, 300),
+) -> np.ndarray:
+    """A small line chart of named (xs, ys) series with axes, their ranges and a legend, as HxWx3 uint8.
+
+    Non-finite points are left out.
+    """
+    colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
+    width, height = size
+    left, right, top, bottom = 56, 12, 22, 34
+    canvas = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(canvas)
+    points = [(float(x), float(y)) for xs, ys in series.values() for x, y in zip(xs, ys)
+              if np.isfinite(x) and np.isfinite(y)]
+    if not points:
+        return np.asarray(canvas)
+    x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
+    y0, y1 = min(p[1] for p in points), max(p[1] for p in points)
+    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
+    to_px = lambda x, y: (left + (x - x0) / (x1 - x0) * (width - left - right),
+                          height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom))
+    draw.rectangle([left, top, width - right, height - bottom], outline=(0, 0, 0))
+    draw.text((4, top - 4), f"{y1:.3g}", fill=(0, 0, 0))
+    draw.text((4, height - bottom - 8), f"{y0:.3g}", fill=(0, 0, 0))
+    draw.text((left, height - bottom + 4), f"{x0:.3g}", fill=(0, 0, 0))
+    draw.text((width - right - 40, height - bottom + 4), f"{x1:.3g}", fill=(0, 0, 0))
+    draw.text((left + (width - left) // 3, height - 14), x_label, fill=(0, 0, 0))
+    draw.text((left, 4), title, fill=(0, 0, 0))
+    for i, (name, (xs, ys)) in enumerate(series.items()):
+        colour = colours[i % len(colours)]
+        line = [to_px(float(x), float(y)) for x, y in zip(xs, ys) if np.isfinite(x) and np.isfinite(y)]
+        if len(line) > 1:
+            draw.line(line, fill=colour, width=2)
+        elif line:
+            draw.ellipse([line[0][0] - 2, line[0][1] - 2, line[0][0] + 2, line[0][1] + 2], fill=colour)
+        draw.text((left + 6, top + 4 + 12 * i), name, fill=colour)
+    return np.asarray(canvas)

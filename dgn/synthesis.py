@@ -28,8 +28,8 @@ from dgn.errors import PRECISIONS, DGNError, check_at_least, check_choice, check
 from dgn.layers import forward_to
 from dgn.models import Classifier, Generator, input_shape, model_record
 from dgn.objectives import Objective, UnitObjective, UnitReference, as_objective
-from dgn.params import GeneratorCodes
-from dgn.receptive import ReceptiveFields
+from dgn.params import GeneratorCodes, render_codes
+from dgn.receptive import ReceptiveFields, generator_view_box
 from dgn.rows import (
     Row,
     RowsResult,
@@ -322,31 +322,16 @@ class DGNAM(TargetPlanner):
         The region the classifier sees; for a spatial unit (with ``crop_receptive_field``) the part of
         it inside the unit's receptive field, found by one backward pass.
         """
-        gen_size = self.generator.space.size or (0, 0)
-        (top, left, h, w), _ = spaces.fit_region(gen_size, self.classifier.space.size, self.settings.fit_mode)
-        if target.position is None or not self.settings.crop_receptive_field:
-            return top, left, h, w
-        rf_top, rf_left, rf_h, rf_w = self._receptive_fields.get(target.layer, target.position)
-        in_h, in_w = self.classifier.space.size
-        sy, sx = h / in_h, w / in_w
-        return (
-            top + round(rf_top * sy),
-            left + round(rf_left * sx),
-            max(1, round(rf_h * sy)),
-            max(1, round(rf_w * sx)),
-        )
+        fields = self._receptive_fields if self.settings.crop_receptive_field else None
+        return generator_view_box(self.generator.space.size or (0, 0), self.classifier.space.size,
+                                  self.settings.fit_mode, target.layer, target.position, fields)
 
     @torch.no_grad()
     def render(
         self, codes: torch.Tensor, boxes: Sequence[tuple[int, int, int, int]], batch_size: int = 16
     ) -> list[torch.Tensor]:
         """Generator images (in the generator's space) of ``codes``, each cropped to its box."""
-        out: list[torch.Tensor] = []
-        for start in range(0, codes.shape[0], batch_size):
-            images = self.generator(codes[start : start + batch_size].to(self.device)).float().cpu()
-            for image, (top, left, h, w) in zip(images, boxes[start : start + batch_size]):
-                out.append(image[:, top : top + h, left : left + w])
-        return out
+        return render_codes(self.generator, codes, boxes, self.device, batch_size)
 
     @torch.no_grad()
     def activations(self, codes: torch.Tensor, rows: Sequence[Row]) -> torch.Tensor:

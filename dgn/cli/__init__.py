@@ -22,6 +22,7 @@ COMMANDS = {
     "synthesize": "synthesize",
     "pair": "pair",
     "baseline": "baseline",
+    "evolve": "evolve",
     "audit": "audit",
     "video": "video",
     "inspect": "inspect",
