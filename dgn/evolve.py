@@ -217,6 +217,11 @@ class Evolution(TargetPlanner):
             scores = self.scorer.score_rgb(rgb, ids, targets, name).float()  # type: ignore[attr-defined]
         return scores.view(n_rows, size)
 
+    @torch.no_grad()
+    def activations(self, codes: Tensor, rows: Sequence[Row]) -> Tensor:
+        """Each row's clean score for one code per row (B, *code_shape), e.g. to re-check saved codes."""
+        return self.score(codes.to(self.device)[:, None], rows, "check")[:, 0]
+
     # ----- the run -------------------------------------------------------------------------------
     def optimise(self, rows: Sequence[Row], upper_bound: float | Tensor | None = None,
                  progress: Callable[[int], None] | None = None, checkpoint: str | Path | None = None,
@@ -272,8 +277,7 @@ class Evolution(TargetPlanner):
         clean_end = clean_best = None
         if noise is not None:
             with torch.no_grad():
-                clean_end = self.score(track.last[:, None], rows, "clean")[:, 0]
-                clean_best = self.score(track.best[:, None], rows, "clean")[:, 0]
+                clean_end, clean_best = self.activations(track.last, rows), self.activations(track.best, rows)
         if state_file is not None and state_file.exists():
             state_file.unlink()
         return EvolutionResult(list(rows), track.last.cpu(), track.best.cpu(), track.act_start.cpu(),

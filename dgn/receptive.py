@@ -44,9 +44,10 @@ def receptive_field(
     device = param.device if param is not None else torch.device("cpu")
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(trials, *input_shape, generator=generator).to(device).requires_grad_(True)
-    out = forward_to(model, x, [name])[name]
     y, x_pos = position
-    (grad,) = torch.autograd.grad(out[:, :, y, x_pos].sum(), x)
+    with torch.enable_grad():  # also when the caller computes without gradients (e.g. an evolution)
+        out = forward_to(model, x, [name])[name]
+        (grad,) = torch.autograd.grad(out[:, :, y, x_pos].sum(), x)
     support = grad.detach().abs().sum(dim=(0, 1)) > 0
     rows = torch.nonzero(support.any(dim=1)).flatten()
     cols = torch.nonzero(support.any(dim=0)).flatten()
