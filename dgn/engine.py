@@ -257,15 +257,16 @@ def optimise(problem: Problem, steps: int, precision: str = "fp32", progress: Ca
                 p.observe(step, p.iterate(x), values.float())
             break
         live = x.detach().requires_grad_(True)
-        with autocast_for(device, precision):
-            image = p.image(live)
-            if p.transform is not None:
-                seen = image.detach()
-                image = p.transform(image, step)
-            acts = p.forward(image)
-            values = p.objective(acts, live)
-            target = p.ascend(acts, live) if p.ascend is not None else values
-        (grad,) = torch.autograd.grad(target.sum(), live)
+        with torch.enable_grad():  # also when the caller runs under torch.no_grad()
+            with autocast_for(device, precision):
+                image = p.image(live)
+                if p.transform is not None:
+                    seen = image.detach()
+                    image = p.transform(image, step)
+                acts = p.forward(image)
+                values = p.objective(acts, live)
+                target = p.ascend(acts, live) if p.ascend is not None else values
+            (grad,) = torch.autograd.grad(target.sum(), live)
         if p.transform is not None:  # record the untransformed input's value, as every other step
             with torch.no_grad(), autocast_for(device, precision):
                 values = p.objective(p.forward(seen), x)
