@@ -80,6 +80,22 @@ def test_two_process_run_equals_a_single_process_run(runs):
     assert "rank 0/2: optimised 4 rows" in sharded.stdout and "rank 1/2: optimised 2 rows" in sharded.stdout
 
 
+def test_two_process_evolution_equals_a_single_process_evolution(tmp_path):
+    """dgn evolve's rows shard across 2 ranks like synthesize's: the same manifest and byte-identical codes."""
+    run = ["evolve", "--generator", "cifar-deepsim-fc6", "--classifier", "cifar-caffenet", "--target", "fc8:0-3",
+           "--optimizer", "cmaes", "--evaluations", "40", "--population", "8", "--batch-size", "2", "--device", "cpu"]
+    single = _dgn([*run, "--out", "single"], tmp_path, [])
+    assert single.returncode == 0, single.stderr
+    sharded = _dgn([*run, "--out", "sharded"], tmp_path, TORCHRUN)
+    assert sharded.returncode == 0, sharded.stderr[-2000:]
+    one = json.loads((tmp_path / "single" / "manifest.json").read_text())
+    two = json.loads((tmp_path / "sharded" / "manifest.json").read_text())
+    assert two["rows"] == one["rows"] and len(one["rows"]) == 4
+    for row in one["rows"]:
+        assert (tmp_path / "sharded" / row["code"]).read_bytes() == (tmp_path / "single" / row["code"]).read_bytes()
+    assert "rank 0/2: evolved 2 rows" in sharded.stdout and "rank 1/2: evolved 2 rows" in sharded.stdout
+
+
 def test_two_process_audit_equals_a_single_process_audit(runs):
     """The audit's classes split across 2 ranks give the same audit.json, any-class search included."""
     import numpy as np
