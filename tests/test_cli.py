@@ -149,6 +149,7 @@ WRITERS = {
     "synthesize": ["synthesize", "--random-weights", "--target", "fc8:1"],
     "pair": ["pair", "--random-weights", "--target", "fc8:1", "--with", "fc8:2"],
     "baseline": ["baseline", "--random-weights", "--target", "fc8:1"],
+    "evolve": ["evolve", "--random-weights", "--target", "fc8:1", "--evaluations", "40"],
     "audit": ["audit", "--synthetic", "run", "--train", "train", "--classifier", "cifar-caffenet"],
     "video": ["video", "--class", "0"],
     "bounds": ["bounds", "--classifier", "cifar-caffenet", "--layer", "fc6", "--images", "imgs"],
