@@ -28,6 +28,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -58,7 +59,8 @@ from dgn.rows import (
 )
 from dgn.targets import Target
 
-__all__ = ["FLAT", "PRESETS", "PRESET_ALIASES", "ImageAM", "ImageAMResult", "ImageAMSettings", "preset"]
+__all__ = ["FLAT", "PRESETS", "PRESET_ALIASES", "ImageAM", "ImageAMResult", "ImageAMSettings", "attribution_map", "preset",
+           "write_attribution"]
 
 # ----- the method ------------------------------------------------------------------------------------
 # A final image whose contrast (per-channel standard deviation over its pixels, averaged over channels, in
@@ -70,10 +72,13 @@ FLAT = 4.0
 @dataclass
 class ImageAMResult(RowsResult):
     """:class:`RowsResult` whose codes are images (B, C, H, W) in the classifier's space, plus each row's
-    learning rate (the chosen one under ``auto_lr``) and its final image's contrast (see :data:`FLAT`)."""
+    learning rate (the chosen one under ``auto_lr``), its final image's contrast (see :data:`FLAT`) and its
+    attribution map (B, H, W): |d objective / d image| summed over the steps and averaged over the colour
+    channels, MACO's "transparency" (Fel et al. 2023), on the run's canvas."""
 
     lr: torch.Tensor = field(default_factory=lambda: torch.empty(0))
     contrast: torch.Tensor = field(default_factory=lambda: torch.empty(0))
+    attribution: torch.Tensor = field(default_factory=lambda: torch.empty(0))
 
     def row_extra(self, index: int) -> dict:
         extra = {"lr": float(self.lr[index])} if self.lr.numel() > index else {}
@@ -84,8 +89,10 @@ class ImageAMResult(RowsResult):
     @staticmethod
     def concat(parts: Sequence[RowsResult]) -> ImageAMResult:
         base = RowsResult.concat(parts)
-        return ImageAMResult(**vars(base), lr=torch.cat([getattr(p, "lr", torch.empty(0)) for p in parts]),
-                             contrast=torch.cat([getattr(p, "contrast", torch.empty(0)) for p in parts]))
+        def cat(name: str) -> torch.Tensor:
+            return torch.cat([getattr(p, name, torch.empty(0)) for p in parts])
+
+        return ImageAMResult(**vars(base), lr=cat("lr"), contrast=cat("contrast"), attribution=cat("attribution"))
 
 
 class _ImageStep:
@@ -232,8 +239,11 @@ class ImageAM(TargetPlanner):
         return rate
 
     def _run(self, rows: Sequence[Row], start: torch.Tensor, lr: float, objective: Callable,
-             progress: Callable[[int], None] | None, anchor: Objective | None = None) -> IterateTracker:
-        """One run of the engine per octave, carrying the detail found so far onto the next, larger base."""
+             progress: Callable[[int], None] | None,
+             anchor: Objective | None = None) -> tuple[IterateTracker, torch.Tensor]:
+        """One run of the engine per octave, carrying the detail found so far onto the next, larger base.
+
+        Returns the tracker and each row's attribution map (see :class:`ImageAMResult`)."""
         s = self.settings
         module = self.classifier.module
         rngs = [torch.Generator().manual_seed(r.seed) for r in rows]
@@ -262,6 +272,21 @@ class ImageAM(TargetPlanner):
             bases.insert(0, resize(bases[0], size))
         param = self.pixels()
         x = param.project(bases[0])
+        attribution: torch.Tensor | None = None
+
+        def accumulate(grad: torch.Tensor) -> None:
+            nonlocal attribution
+            step_map = grad.detach().abs().float().mean(1)
+            if attribution is not None:  # on an octave's larger base the map so far is resized onto it
+                step_map = step_map + resize(attribution[:, None], step_map.shape[-2:])[:, 0]
+            attribution = step_map
+
+        def image_with_attribution(x: torch.Tensor) -> torch.Tensor:
+            image = param.to_image(x)
+            if image.requires_grad:  # a step's gradient passes here on its way to the parameters
+                image.register_hook(accumulate)
+            return image
+
         track, step = None, 0
         octave_steps = s.octave_steps()
         for octave, (size, n_steps) in enumerate(zip(sizes, octave_steps)):
@@ -269,7 +294,7 @@ class ImageAM(TargetPlanner):
                 x = bases[octave] + resize(x - bases[octave - 1], size)
             problem = Problem(
                 start=x,
-                image=param.to_image,
+                image=image_with_attribution,
                 forward=lambda image: forward_to(module, self.to_classifier(image).contiguous(memory_format=layout),
                                                  layers, s.stop_early),
                 objective=objective,
@@ -282,7 +307,9 @@ class ImageAM(TargetPlanner):
             last = octave == len(sizes) - 1
             track = optimise(problem, n_steps, s.precision, progress, track, step, evaluate_last=last)
             x, step = track.params, step + n_steps
-        return track
+        if attribution is None:  # no step took a gradient
+            attribution = torch.zeros(x.shape[0], *self.canvas_size, device=self.device)
+        return track, attribution
 
     def optimise(
         self,
@@ -329,7 +356,7 @@ class ImageAM(TargetPlanner):
         # oneDNN's input gradient of an 11x11/4 first conv costs ~5 forwards of it; cuDNN needs no help.
         fast = self.device.type == "cpu" and s.precision == "fp32"
         with image_gradient_only(self.classifier.module) if fast else nullcontext():
-            runs = [self._run(rows, start, lr, objective, progress, anchor) for lr in rates]
+            runs, maps = zip(*[self._run(rows, start, lr, objective, progress, anchor) for lr in rates])
         # auto_lr: per row, the candidate with the highest final activation (the first on ties).
         pick = torch.stack([r.act_end for r in runs]).argmax(0)
         index = torch.arange(len(rows), device=pick.device)
@@ -347,6 +374,7 @@ class ImageAM(TargetPlanner):
             [self.view_box(r.target) for r in rows],
             lr=torch.tensor(rates, dtype=torch.float64)[pick.cpu()],
             contrast=contrast,
+            attribution=torch.stack(maps)[pick, index].float().cpu(),
         )
 
     def synthesize(
@@ -432,3 +460,29 @@ class ImageAM(TargetPlanner):
 
 def _sha256(tensor: torch.Tensor) -> str:
     return hashlib.sha256(tensor.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
+def attribution_map(attribution: torch.Tensor, percentile: float = 80.0) -> np.ndarray:
+    """One row's attribution map (H, W) as an HxW uint8 opacity: values above the ``percentile``-th are
+    clipped to it, then the map is divided by its maximum (horama's ``plot_maco`` shows MACO's map so)."""
+    a = attribution.float().cpu()
+    top = torch.quantile(a.flatten(), percentile / 100).clamp_min(1e-30)
+    return (a.clamp(max=float(top)) / top * 255).round().to(torch.uint8).numpy()
+
+
+def write_attribution(out_dir: str | Path, part: ImageAMResult, method: ImageAM, display: str = "act_max") -> list[str]:
+    """Per row: ``attribution/<row>.png`` (the attribution map as grey levels) and ``attribution/<row>_rgba.png``
+    (the row's final image with the map as its opacity, MACO's transparency picture), both cropped to the
+    row's view box. Returns the files written, relative to ``out_dir``."""
+    from dgn.render import save_png, to_uint8
+
+    out, written = Path(out_dir), []
+    images = method.render(part.codes_last, part.view_boxes)
+    for i, row in enumerate(part.rows):
+        top, left, h, w = part.view_boxes[i]
+        opacity = attribution_map(part.attribution[i, top : top + h, left : left + w])
+        rgba = np.concatenate([to_uint8(images[i], method.output_space, display), opacity[..., None]], axis=2)
+        for name, array in ((f"attribution/{row.slug}.png", opacity), (f"attribution/{row.slug}_rgba.png", rgba)):
+            save_png(out / name, array)
+            written.append(name)
+    return written

@@ -1,5 +1,6 @@
 import argparse
 import json
+from pathlib import Path
 
 import pytest
 
@@ -304,3 +305,19 @@ def test_baseline_accentuates_a_real_image(tmp_path, capsys):
                  "--out", str(tmp_path / "none")]) == 2
     assert "give it with --init-image" in capsys.readouterr().err
     assert not (tmp_path / "none").exists()
+
+
+def test_baseline_writes_maco_attribution_maps_on_request(tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "maco"
+    assert main(["baseline", *CIFAR_WORLD[2:], "--preset", "maco", "--target", "fc8:3", "--target", "conv3:5",
+                 "--steps", "4", "--attribution", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "attribution" in manifest["config"]
+    for row in manifest["rows"]:
+        image = Image.open(out / row["image"])
+        slug = Path(row["image"]).stem
+        rgba = Image.open(out / "attribution" / f"{slug}_rgba.png")
+        assert rgba.mode == "RGBA" and rgba.size == image.size  # cropped like the row's image
+        assert Image.open(out / "attribution" / f"{slug}.png").size == image.size

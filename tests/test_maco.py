@@ -86,3 +86,43 @@ def test_a_maco_canvas_is_kept_whole_and_seen_at_the_input_size():
         am.optimise(rows, images=torch.zeros(2, 3, 36, 36))
     with pytest.raises(DGNError, match="crop_box"):
         replace(preset("maco"), crop_box=(0.5, 0.2))
+
+
+def test_the_attribution_map_sums_the_image_gradient_over_the_steps():
+    from dgn.layers import forward_to
+    from dgn.objectives import UnitObjective
+
+    am = ImageAM(tiny_pair()[1], replace(preset("simonyan"), steps=2), device="cpu")  # one gradient step
+    rows = am.plan(["fc8:1", "conv2:3@2,2"])
+    result = am.optimise(rows)
+    image = am.initial_images(rows).requires_grad_(True)
+    objective = UnitObjective([r.target for r in rows])
+    (grad,) = torch.autograd.grad(objective(forward_to(am.classifier.module, am.to_classifier(image),
+                                                       objective.layers)).sum(), image)
+    torch.testing.assert_close(result.attribution, grad.abs().mean(1), atol=1e-6, rtol=1e-4)
+    top, left, h, w = result.view_boxes[1]  # a spatial unit attributes nothing outside its receptive field
+    outside = result.attribution[1].clone()
+    outside[top : top + h, left : left + w] = 0
+    assert float(outside.abs().max()) == 0 and float(result.attribution[1].max()) > 0
+
+
+def test_maco_writes_its_transparency_picture_per_row(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from dgn.baseline import attribution_map, write_attribution
+
+    am = ImageAM(tiny_pair()[1], replace(preset("maco"), steps=6, canvas=2), device="cpu")
+    result = am.synthesize(["fc8:1", "fc8:2"], batch_size=2)
+    assert result.attribution.shape == (2, 72, 72) and bool((result.attribution >= 0).all())
+    centre = result.attribution[:, 18:54, 18:54].mean((1, 2))  # the crops centre on the canvas's middle
+    assert bool((centre > 1.2 * result.attribution.mean((1, 2))).all() and (centre > 0).all())
+    alone = am.synthesize(["fc8:2"], batch_size=1)
+    torch.testing.assert_close(result.attribution[1:], alone.attribution, atol=1e-5, rtol=1e-4)
+    written = write_attribution(tmp_path, result, am, "mean")
+    assert written == [f"attribution/{r.slug}{s}.png" for r in result.rows for s in ("", "_rgba")]
+    rgba = np.asarray(Image.open(tmp_path / written[1]))
+    assert rgba.shape == (72, 72, 4)
+    np.testing.assert_array_equal(rgba[..., 3], attribution_map(result.attribution[0]))
+    opacity = attribution_map(torch.tensor([[0.0, 1.0], [2.0, 100.0]]), percentile=50)
+    assert opacity.tolist() == [[0, 170], [255, 255]]  # clipped at the median (1.5), then scaled to 255

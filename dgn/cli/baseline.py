@@ -54,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--display", choices=["mean", "act_max"], default="mean",
                    help="image mapping: add the mean back (default), or the original act_max clip(-120,120)/240+0.5")
+    p.add_argument("--attribution", action="store_true",
+                   help="also write attribution/<row>.png (|d objective / d image| summed over the steps) and "
+                        "<row>_rgba.png (the image with it as opacity: MACO's transparency map)")
     p.add_argument("--no-rf-crop", action="store_true", help="do not crop spatial units' images to the receptive field")
     p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished rows")
     p.add_argument("--out", required=True, help="output directory")
@@ -136,9 +139,13 @@ def run(args: argparse.Namespace) -> int:
     if settings.diversity:  # a target's restarts run in one batch: chunks (and torchrun shards) hold whole targets
         batch_size = coupled_rows(rows, set(), batch_size)[1]
     synthesize = functools.partial(am.synthesize, targets, args.restarts, args.seed, start=start)
+    on_chunk = None
+    if args.attribution:
+        config["attribution"] = "attribution/<row>.png and <row>_rgba.png: summed |d objective / d image|"
+        on_chunk = functools.partial(_write_attribution, Path(args.out), am, args.display)
     manifest, optimised = run_and_write(
         synthesize, rows, am, args.out, config, am.steps_per_row, batch_size, args.resume, args.display, world,
-        progress=lambda total: progress_bar(total, f"baseline {settings.name}", world.is_main))
+        progress=lambda total: progress_bar(total, f"baseline {settings.name}", world.is_main), on_chunk=on_chunk)
     if world.distributed:
         print(f"rank {world.rank}/{world.size}: optimised {optimised} rows", flush=True)
     if manifest is not None:  # None on the ranks other than 0 of a torchrun run
@@ -146,6 +153,12 @@ def run(args: argparse.Namespace) -> int:
         _print_summary(manifest["rows"], chosen_lr, Path(args.out))
         _warn_if_flat(manifest["rows"], settings, args.preset)
     return 0
+
+
+def _write_attribution(out: Path, am, display: str, part) -> None:
+    from dgn.baseline import write_attribution
+
+    write_attribution(out, part, am, display)
 
 
 def _warn_if_flat(rows: list[dict], settings, preset_name: str) -> None:
