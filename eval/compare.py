@@ -128,10 +128,12 @@ def _sync(device: torch.device) -> None:
 
 
 def run_dgnam(args: argparse.Namespace, classifier: Classifier, targets: list[str], device: torch.device,
-              demo: bool = False) -> dict:
-    """DGN-AM with the paper's act_max settings, or (``demo``) with ``dgn demo``'s box and transforms."""
+              demo: bool = False, diversity: float = 0.0) -> dict:
+    """DGN-AM with the paper's act_max settings, or (``demo``) with ``dgn demo``'s box and transforms; with
+    ``diversity``, Lucid's diversity term among each target's restarts at that weight."""
     generator = load_generator(args.generator, args.random_weights, args.seed, args.weights_dir)
-    settings = ActMaxSettings(steps=args.steps, **(DEMO_SETTINGS if demo else {}))
+    settings = ActMaxSettings(steps=args.steps, diversity=diversity, diversity_layer=args.diversity_layer,
+                              **(DEMO_SETTINGS if demo else {}))
     dgnam = DGNAM(generator, classifier, settings, device)
     upper = weights.load_bounds(DEMO_BOUNDS, args.weights_dir) if demo else None
     _sync(device)
@@ -157,6 +159,24 @@ def run_preset(args: argparse.Namespace, name: str, classifier: Classifier, targ
     wall = time.perf_counter() - t0
     return {"rows": result.rows, "images": result.codes_last, "act_end": result.act_end, "wall": wall,
             "steps_per_row": am.steps_per_row}
+
+
+def restart_diversity(classifier: Classifier, images: torch.Tensor, rows: list[Row], layer: str,
+                      device: torch.device) -> float | None:
+    """Mean pairwise Euclidean distance between the ``layer`` features of each target's restarts (images in
+    the classifier's space), averaged over targets; None with one restart."""
+    with torch.no_grad():
+        feats = torch.cat([forward_to(classifier.module, images[i : i + 64].to(device), [layer])[layer].flatten(1)
+                           .float().cpu() for i in range(0, len(images), 64)])
+    by_target: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        by_target.setdefault(row.label, []).append(i)
+    means = []
+    for index in by_target.values():
+        if len(index) > 1:
+            d = torch.cdist(feats[index], feats[index])
+            means.append(float(d.sum() / (len(index) * (len(index) - 1))))
+    return float(np.mean(means)) if means else None
 
 
 # ----- lucent ------------------------------------------------------------------------------------------
@@ -324,6 +344,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--judge-weights-dir", default=None, help="where the judge's weights are (default --weights-dir)")
     p.add_argument("--demo-settings", action="store_true",
                    help=f"also DGN-AM with dgn demo's {DEMO_BOUNDS} box and input transforms (same steps)")
+    p.add_argument("--dgnam-diversity", type=float, default=0.0, metavar="WEIGHT",
+                   help="also run DGN-AM (with --demo-settings: the demo's) with Lucid's diversity term at WEIGHT")
+    p.add_argument("--diversity-layer", default="fc7",
+                   help="the layer of the diversity column (mean pairwise distance of a target's restarts) and of "
+                        "the diversity term")
     p.add_argument("--lucent", action="store_true", help="also time lucent's render_vis (if torch-lucent imports)")
     p.add_argument("--lucent-model", default="alexnet")
     p.add_argument("--lucent-targets", type=int, default=16)
@@ -369,6 +394,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.demo_settings:
         results["dgn-am demo"] = run_dgnam(args, classifier, targets, device, demo=True)
         print(f"  dgn-am with dgn demo's settings done in {results['dgn-am demo']['wall']:.1f} s")
+    if args.dgnam_diversity:
+        label = "dgn-am demo diverse" if args.demo_settings else "dgn-am diverse"
+        results[label] = run_dgnam(args, classifier, targets, device, args.demo_settings, args.dgnam_diversity)
+        print(f"  {label} (diversity {args.dgnam_diversity:g} at {args.diversity_layer}) done in "
+              f"{results[label]['wall']:.1f} s")
     for name in names:
         results[name] = run_preset(args, name, classifier, targets, device)
         print(f"  {name} done in {results[name]['wall']:.1f} s")
@@ -398,19 +428,22 @@ def main(argv: list[str] | None = None) -> None:
             positive = real > 0
             entry["act_rel_real_max"] = float((act[positive] / real[positive]).mean()) if positive.any() else None
             entry["beats_real_max"] = float((act > real).float().mean())
+        entry["diversity"] = restart_diversity(classifier, res["images"], rows, args.diversity_layer, device)
         if judge is not None:
             entry["judge"] = judge_scores(judge, res["images"], classifier.space, classes, device)
         table[name] = entry
 
-    print(f"\n{'method':<12} {'act end':>10} {'/ real max':>10} {'> real max':>10} {'judge top1':>10} {'judge p':>8} "
-          f"{'wall s':>8} {'row-steps/s':>11} {'steps/row':>9}")
+    print(f"\n{'method':<20} {'act end':>10} {'/ real max':>10} {'> real max':>10} {'judge top1':>10} {'judge p':>8} "
+          f"{'diversity':>9} {'wall s':>8} {'row-steps/s':>11} {'steps/row':>9}")
     for name, e in table.items():
         rel = f"{e['act_rel_real_max']:.3f}" if e.get("act_rel_real_max") is not None else "-"
         beats = f"{e['beats_real_max']:.2f}" if "beats_real_max" in e else "-"
         j = e.get("judge") or {}
         top1 = f"{j['top1']:.2f}" if j.get("top1") is not None else "-"
         pc = f"{j['p_class']:.3f}" if j.get("p_class") is not None else "-"
-        print(f"{name:<12} {e['act_end_mean']:>10.3f} {rel:>10} {beats:>10} {top1:>10} {pc:>8} {e['wall_s']:>8.1f} "
+        div = f"{e['diversity']:.2f}" if e["diversity"] is not None else "-"
+        print(f"{name:<20} {e['act_end_mean']:>10.3f} {rel:>10} {beats:>10} {top1:>10} {pc:>8} {div:>9} "
+              f"{e['wall_s']:>8.1f} "
               f"{e['row_steps_per_s']:>11.1f} {e['steps_per_row']:>9}")
     if real is not None:
         print(f"real images: highest activation per row {np.round(real.numpy(), 2).tolist()} "

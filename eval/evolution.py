@@ -23,7 +23,6 @@ optimiser) and results.json. Reading the real images and the judge needs ``../sh
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -35,16 +34,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "eval"))
 
-from compare import cifar_class, judge_scores, real_max  # noqa: E402
+from compare import cifar_class, judge_scores, real_max
 
-from dgn import spaces, weights  # noqa: E402
-from dgn.demo import CLASSIFIER, GENERATOR, HIDDEN_TARGETS, find_judge  # noqa: E402
-from dgn.evolve import Evolution, EvolutionSettings  # noqa: E402
-from dgn.files import atomic_write_json  # noqa: E402
-from dgn.models import load_classifier, load_generator  # noqa: E402
-from dgn.render import montage, save_png, to_uint8  # noqa: E402
-from dgn.synthesis import DGNAM  # noqa: E402
-from tests.cifar import cifar_test_subset  # noqa: E402
+from dgn import spaces, weights
+from dgn.demo import CLASSIFIER, GENERATOR, HIDDEN_TARGETS, find_judge
+from dgn.evolve import Evolution, EvolutionSettings
+from dgn.files import atomic_write_json
+from dgn.models import load_classifier, load_generator
+from dgn.render import montage, save_png, to_uint8
+from dgn.synthesis import DGNAM
+from tests.cifar import cifar_test_subset
 
 FIXTURES = REPO.parent / "shared" / "fixtures"
 OUTPUTS = [f"fc8:{i}" for i in range(10)]

@@ -29,11 +29,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dgn import weights  # noqa: E402
-from dgn.demo import CLASSIFIER, GENERATOR  # noqa: E402
-from dgn.evolve import Evolution, EvolutionSettings  # noqa: E402
-from dgn.evolvers import initial_population  # noqa: E402
-from dgn.models import load_classifier, load_generator  # noqa: E402
+from dgn import weights
+from dgn.demo import CLASSIFIER, GENERATOR
+from dgn.evolve import Evolution, EvolutionSettings
+from dgn.evolvers import initial_population
+from dgn.models import load_classifier, load_generator
 
 
 def checkpoints(history: np.ndarray, population: int, budget: int) -> list[float]:

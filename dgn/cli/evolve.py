@@ -6,7 +6,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dgn.cli.common import add_model_options, add_target_option, batch_size, load_classifier_from_args, progress_bar
+from dgn.cli.common import (
+    add_model_options,
+    add_target_option,
+    batch_size,
+    load_classifier_from_args,
+    progress_bar,
+)
 from dgn.errors import DGNError
 
 HELP = "black-box neurons: evolve generator codes without gradients (XDream's GA or CMA-ES)"
