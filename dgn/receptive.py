@@ -58,6 +58,47 @@ def receptive_field(
     return top, left, bottom - top + 1, right - left + 1
 
 
+def receptive_fields_grid(
+    model: nn.Module,
+    layer: str,
+    grid: tuple[int, int],
+    input_shape: Sequence[int],
+    trials: int = 4,
+    seed: int = 0,
+    chunk: int = 8,
+) -> dict[tuple[int, int], tuple[int, int, int, int]]:
+    """The receptive field of every position of a layer's ``grid`` (H, W), as :func:`receptive_field` gives
+    them, in max(H, W) backward passes batched ``chunk`` at a time instead of H * W passes.
+
+    A position's support is the rows that reach its y times the columns that reach its x (convolutions and
+    poolings have rectangular kernels), so the diagonal positions (i, i) give every row and column range.
+    """
+    name = resolve_layer(model, layer)
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    x0 = torch.randn(trials, *input_shape, generator=torch.Generator().manual_seed(seed)).to(device)
+    height, width = grid
+    diagonal = [(min(i, height - 1), min(i, width - 1)) for i in range(max(height, width))]
+    row_span: dict[int, tuple[int, int]] = {}
+    col_span: dict[int, tuple[int, int]] = {}
+    for start in range(0, len(diagonal), chunk):
+        positions = diagonal[start : start + chunk]
+        x = x0.repeat(len(positions), 1, 1, 1).requires_grad_(True)
+        with torch.enable_grad():
+            out = forward_to(model, x, [name])[name]
+            picked = torch.stack([out[j * trials : (j + 1) * trials, :, y, xp].sum() for j, (y, xp) in enumerate(positions)])
+            (grad,) = torch.autograd.grad(picked.sum(), x)
+        support = grad.detach().abs().view(len(positions), trials, *grad.shape[1:]).sum(dim=(1, 2)) > 0
+        for j, (y, xp) in enumerate(positions):
+            rows = torch.nonzero(support[j].any(dim=1)).flatten()
+            cols = torch.nonzero(support[j].any(dim=0)).flatten()
+            whole = rows.numel() == 0
+            row_span[y] = (0, int(input_shape[-2])) if whole else (int(rows.min()), int(rows.max()) + 1)
+            col_span[xp] = (0, int(input_shape[-1])) if whole else (int(cols.min()), int(cols.max()) + 1)
+    return {(y, xp): (row_span[y][0], col_span[xp][0], row_span[y][1] - row_span[y][0], col_span[xp][1] - col_span[xp][0])
+            for y in range(height) for xp in range(width)}
+
+
 class ReceptiveFields:
     """Receptive fields of one model's units, computed once per (layer, position) and remembered."""
 
@@ -72,6 +113,11 @@ class ReceptiveFields:
         if key not in self._boxes:
             self._boxes[key] = receptive_field(self.model, layer, key[1], self.input_shape)
         return self._boxes[key]
+
+    def fill(self, layer: str, grid: tuple[int, int]) -> None:
+        """Compute every position of ``layer``'s (H, W) grid at once (see :func:`receptive_fields_grid`)."""
+        boxes = receptive_fields_grid(self.model, layer, grid, self.input_shape)
+        self._boxes.update({(layer, position): box for position, box in boxes.items()})
 
 
 def generator_view_box(

@@ -154,6 +154,7 @@ WRITERS = {
     "audit": ["audit", "--synthetic", "run", "--train", "train", "--classifier", "cifar-caffenet"],
     "video": ["video", "--class", "0"],
     "bounds": ["bounds", "--classifier", "cifar-caffenet", "--layer", "fc6", "--images", "imgs"],
+    "topk": ["topk", "--classifier", "cifar-caffenet", "--layers", "fc8", "--images", "imgs"],
     "convert": ["convert", "caffe", "--caffemodel", "m.caffemodel", "--arch", "caffenet"],
     "inspect activations": ["inspect", "activations", "--image", "a.png"],
     "inspect filters": ["inspect", "filters"],

@@ -24,6 +24,7 @@ COMMANDS = {
     "baseline": "baseline",
     "evolve": "evolve",
     "audit": "audit",
+    "topk": "topk",
     "video": "video",
     "inspect": "inspect",
     "layers": "layers",
