@@ -109,7 +109,7 @@ def unit_scores(acts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     activation over positions); acts (B, U) -> (U, B) and -1 positions."""
     acts = acts.float()
     if acts.dim() == 4:
-        b, c, _, w = acts.shape
+        w = acts.shape[3]
         values, index = acts.flatten(2).max(2)
         positions = torch.stack([index // w, index % w], -1)
         return values.T.contiguous(), positions.transpose(0, 1).contiguous()
@@ -266,7 +266,7 @@ def read_examples(path: str | Path) -> tuple[dict[str, LayerExamples], dict[str,
 
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
     spatial = json.loads(meta.get("spatial", "{}"))
     examples = {}
     for name, is_spatial in spatial.items():
