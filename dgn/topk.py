@@ -21,7 +21,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from dgn import spaces
 from dgn.data import load_images
@@ -125,6 +127,7 @@ class TopExamples:
     layers: dict[str, LayerExamples]
     images: list[str]
     index: dict
+    folder: Path
 
     @classmethod
     def read(cls, folder: str | Path) -> TopExamples:
@@ -135,7 +138,7 @@ class TopExamples:
         index = json.loads((folder / "examples.json").read_text())
         layers, _ = read_examples(folder / "examples.safetensors")
         root = Path(index["root"])
-        return cls(layers, [str(root / p) for p in index["images"]], index)
+        return cls(layers, [str(root / p) for p in index["images"]], index, folder)
 
     def layer(self, name: str) -> LayerExamples:
         """A layer's examples by module name or alias."""
@@ -366,3 +369,44 @@ def _unit_items(ex: LayerExamples, unit: int, bottom: bool) -> list[dict]:
         return []
     return [{"id": i, "score": round(s, 5), "position": p if ex.spatial else None}
             for s, i, p in zip(scores[unit].tolist(), ids[unit].tolist(), pos[unit].tolist()) if i != EMPTY_ID]
+
+
+def check_examples_cover(examples: TopExamples, classifier_name: str, layers: Sequence[str]) -> None:
+    """Refuse examples of another classifier, or that lack one of ``layers``, before a run starts."""
+    name = examples.index.get("config", {}).get("classifier")
+    if name is not None and name != classifier_name:
+        raise DGNError(f"the examples were computed for classifier {name!r}, this run uses {classifier_name!r}")
+    for layer in dict.fromkeys(layers):
+        examples.layer(layer)
+
+
+def examples_figure(run_dir: str | Path, rows: Sequence[dict], examples: TopExamples, real: int = 4,
+                    tile: int = 96) -> np.ndarray:
+    """The DGN-AM supplement's Fig. S8 for a run: per target one line, its ``real`` top dataset images (the
+    receptive-field crop for a conv unit) with their scores, then the run's images of it with their final
+    activations. ``rows`` are the run manifest's rows; targets that are not single units are left out."""
+    from dgn.render import montage
+
+    run_dir = Path(run_dir)
+    by_target: dict[str, list[dict]] = {}
+    for row in rows:
+        if row.get("kind") is None and row.get("unit") is not None and "+" not in row["target"]:
+            by_target.setdefault(row["target"], []).append(row)
+    if not by_target:
+        raise DGNError("the run has no single-unit targets to show dataset examples for")
+    columns = real + max(len(group) for group in by_target.values())
+    tiles, labels = [], []
+    blank = np.full((tile, tile, 3), 255, np.uint8)
+    for group in by_target.values():
+        items = examples.unit(group[0]["layer"], group[0]["unit"])[:real]
+        for item in items:
+            picture = examples.folder / item["crop"] if item.get("crop") else Path(item["image"])
+            tiles.append(np.asarray(Image.open(picture).convert("RGB")))
+            labels.append(f"real {item['score']:.3g}")
+        for row in group:
+            tiles.append(np.asarray(Image.open(run_dir / row["image"]).convert("RGB")))
+            labels.append(f"{row['target']} {row['act_end']:.3g}")
+        padding = columns - len(items) - len(group)
+        tiles += [blank] * padding
+        labels += [""] * padding
+    return montage(tiles, labels, columns=columns, tile=tile)

@@ -143,3 +143,26 @@ def test_cifar_output_units_top_images_are_their_class(fixtures_dir, tmp_path):
     labels = torch.tensor(dataset.labels)
     hits = (labels[examples["fc8"].ids] == torch.arange(10)[:, None]).float().mean(1)
     assert float(hits.mean()) >= 0.7 and int((hits >= 0.5).sum()) >= 8, hits  # mostly their class (chance: 0.1)
+
+
+def test_synthesize_shows_each_targets_top_images_beside_its_own(tmp_path, capsys):
+    root = tmp_path / "imgs"
+    _images(root, n=8)
+    examples = tmp_path / "topk"
+    world = ["--classifier", "cifar-caffenet", "--device", "cpu"]
+    assert main(["topk", *world, "--layers", "conv3,fc8", "--images", str(root), "--k", "4", "--out",
+                 str(examples)]) == 0
+    run = tmp_path / "run"
+    assert main(["synthesize", *world, "--generator", "cifar-deepsim-fc6", "--target", "fc8:2", "--target",
+                 "conv3:5", "--target", "conv3:5@mean", "--restarts", "2", "--steps", "3", "--topk", str(examples),
+                 "--out", str(run)]) == 0
+    figure = np.asarray(Image.open(run / "examples.png"))
+    assert figure.shape[0] > 2 * 96 and figure.shape[1] > 6 * 96  # two unit targets x (4 real + 2 synthetic)
+    capsys.readouterr()
+    assert main(["synthesize", *world, "--generator", "cifar-deepsim-fc6", "--target", "fc7:2", "--steps", "2",
+                 "--topk", str(examples), "--out", str(tmp_path / "other")]) == 2
+    err = capsys.readouterr().err
+    assert "no examples of layer 'fc7'" in err and not (tmp_path / "other").exists()
+    assert main(["synthesize", "--classifier", "caffenet", "--random-weights", "--target", "fc8:2", "--steps", "2",
+                 "--topk", str(examples), "--out", str(tmp_path / "another")]) == 2
+    assert "computed for classifier 'cifar-caffenet'" in capsys.readouterr().err

@@ -4,7 +4,7 @@ classifier a command names, and the progress bar (the library reports progress t
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -136,3 +136,33 @@ def print_summary(rows: list[dict], out: Path) -> None:
     print(f"wrote {len(rows)} images, montage.png and manifest.json to {out}")
 
 
+
+
+def add_topk_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--topk", default=None, metavar="DIR",
+                   help="the output of dgn topk for this classifier: also write examples.png, each target's top "
+                        "dataset images with scores beside its images (the DGN-AM supplement's Fig. S8)")
+
+
+def read_topk_for(args: argparse.Namespace, targets: Sequence[str]):
+    """The examples of ``--topk`` (None without it), checked against the run's classifier and target layers
+    before anything runs."""
+    if not getattr(args, "topk", None):
+        return None
+    from dgn.targets import parse_target
+    from dgn.topk import TopExamples, check_examples_cover
+
+    examples = TopExamples.read(args.topk)
+    name = None if args.classifier.endswith(".prototxt") else args.classifier
+    layers = [t.layer for text in targets for t in map(parse_target, text.split("+")) if t.is_neuron]
+    check_examples_cover(examples, name or examples.index.get("config", {}).get("classifier"), layers)
+    return examples
+
+
+def write_examples_figure(out: Path, manifest: dict, examples) -> None:
+    """``examples.png`` in the run folder (see :func:`dgn.topk.examples_figure`)."""
+    from dgn.render import save_png
+    from dgn.topk import examples_figure
+
+    save_png(out / "examples.png", examples_figure(out, manifest["rows"], examples))
+    print(f"wrote {out / 'examples.png'}: top dataset images beside each target's images")

@@ -8,10 +8,13 @@ from pathlib import Path
 from dgn.cli.common import (
     add_model_options,
     add_synthesis_options,
+    add_topk_option,
     load_classifier_from_args,
     print_summary,
     progress_bar,
+    read_topk_for,
     start_from_args,
+    write_examples_figure,
 )
 
 HELP = "DGN-AM: optimise generator codes to maximise units"
@@ -20,14 +23,19 @@ HELP = "DGN-AM: optimise generator codes to maximise units"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_options(p)
     add_synthesis_options(p)
+    add_topk_option(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from dgn.targets import expand_targets
 
-    manifest = run_synthesis(args, [t for text in args.target for t in expand_targets(text)])
+    targets = [t for text in args.target for t in expand_targets(text)]
+    examples = read_topk_for(args, targets)
+    manifest = run_synthesis(args, targets)
     if manifest is not None:  # None on the ranks other than 0 of a torchrun run
         print_summary(manifest["rows"], Path(args.out))
+        if examples is not None:
+            write_examples_figure(Path(args.out), manifest, examples)
     return 0
 
 
