@@ -193,3 +193,41 @@ def starts_from_files(
     else:
         record["inversion"] = dataclasses.asdict(inversion)
     return codes, record
+
+
+def kmeans(points: torch.Tensor, clusters: int, seed: int = 0, iterations: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+    """k-means (k-means++ seeding from ``seed``, then Lloyd's iterations until no point moves) of points (N, D).
+
+    Returns:
+        (centres (clusters, D), each point's cluster (N,)).
+    """
+    x = points.double().flatten(1)
+    if not 1 <= clusters <= len(x):
+        raise DGNError(f"cannot make {clusters} clusters of {len(x)} points")
+    g = torch.Generator().manual_seed(seed)
+    centres = x[torch.randint(len(x), (1,), generator=g)]
+    while len(centres) < clusters:
+        d2 = torch.cdist(x, centres).min(1).values.pow(2)
+        pick = torch.multinomial(d2 / d2.sum(), 1, generator=g) if d2.sum() > 0 else torch.randint(len(x), (1,), generator=g)
+        centres = torch.cat([centres, x[pick]])
+    assign = torch.cdist(x, centres).argmin(1)
+    for _ in range(iterations):
+        for c in range(clusters):
+            members = assign == c
+            if members.any():  # an empty cluster keeps its centre
+                centres[c] = x[members].mean(0)
+        moved = torch.cdist(x, centres).argmin(1)
+        if torch.equal(moved, assign):
+            break
+        assign = moved
+    return centres.to(points.dtype), assign
+
+
+def facet_codes(codes: torch.Tensor, facets: int, seed: int = 0) -> torch.Tensor:
+    """Multifaceted starts (Nguyen, Yosinski & Clune 2016): the codes (N, ...) of a unit's top images grouped
+    into ``facets`` clusters by k-means; each cluster's centre (a code) starts one restart. Centres are
+    ordered by cluster size, largest first, so restart 0 shows the unit's commonest facet."""
+    centres, assign = kmeans(codes.flatten(1).float(), facets, seed)
+    sizes = torch.bincount(assign, minlength=facets)
+    order = sorted(range(facets), key=lambda c: (-int(sizes[c]), c))
+    return centres[order].reshape(facets, *codes.shape[1:])

@@ -410,3 +410,40 @@ def examples_figure(run_dir: str | Path, rows: Sequence[dict], examples: TopExam
         tiles += [blank] * padding
         labels += [""] * padding
     return montage(tiles, labels, columns=columns, tile=tile)
+
+
+def multifaceted_starts(param, examples: TopExamples, rows: Sequence, top: int = 50, seed: int = 0,
+                        random_weights: bool = False, weights_dir: str | None = None) -> tuple[torch.Tensor, dict]:
+    """Start codes for multifaceted restarts (Nguyen, Yosinski & Clune 2016), one per row of the plan.
+
+    For each target, the prior's encoder codes its ``top`` highest-scoring dataset images, k-means groups
+    them into as many clusters as the target has restarts (:func:`dgn.starts.facet_codes`), and restart r
+    starts from the r-th centre (largest cluster first).
+
+    Returns:
+        (codes (len(rows), *code_shape), what a manifest records of them).
+    """
+    from dgn.starts import encode_codes, encoder_of, facet_codes, read_start_images, start_size
+
+    encoder = encoder_of(param.generator, random_weights, seed, weights_dir)
+    size = start_size(param, "encode", encoder)
+    restarts: dict[str, int] = {}
+    for row in rows:
+        restarts[row.label] = restarts.get(row.label, 0) + 1
+    centres: dict[str, torch.Tensor] = {}
+    record: dict = {"mode": "multifaceted", "encoder": param.generator.encoder, "top": top, "clusters": {}}
+    for row in rows:
+        if row.label in centres:
+            continue
+        if not row.target.is_neuron or row.partner is not None:
+            raise DGNError(f"multifaceted starts need single-unit targets, got {row.label}")
+        items = examples.unit(row.target.layer, row.target.unit)[:top]
+        if len(items) < restarts[row.label]:
+            raise DGNError(f"{row.label} has {len(items)} dataset examples, fewer than its {restarts[row.label]} "
+                           "restarts; run dgn topk with a larger --k")
+        codes = encode_codes(encoder[0], encoder[1], read_start_images([it["image"] for it in items], size),
+                             param.generator.code_shape)
+        centres[row.label] = facet_codes(codes, restarts[row.label], seed)
+        record["clusters"][row.label] = len(items)
+    start = torch.stack([centres[row.label][row.restart] for row in rows])
+    return start.to(param.device), record

@@ -180,3 +180,21 @@ def test_a_real_ship_stays_that_ship_while_its_class_rises(fixtures_dir, tmp_pat
     # than to any other ship's start, for most ships (chance: 1 in 8). Measured: 7 of 8.
     own = torch.cdist(after_2.flatten(1), start.flatten(1)).argmin(1) == torch.arange(len(paths))
     assert int(own.sum()) >= 6
+
+
+def test_kmeans_finds_separated_groups_and_facets_come_largest_first():
+    from dgn.starts import facet_codes, kmeans
+
+    g = torch.Generator().manual_seed(1)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    sizes = [12, 7, 3]
+    points = torch.cat([c + 0.3 * torch.randn(n, 2, generator=g) for c, n in zip(centres, sizes)])
+    found, assign = kmeans(points, 3, seed=0)
+    groups = [set(assign[sum(sizes[:i]) : sum(sizes[: i + 1])].tolist()) for i in range(3)]
+    assert all(len(group) == 1 for group in groups) and len(set.union(*groups)) == 3  # each blob is one cluster
+    facets = facet_codes(points.view(-1, 1, 2), 3)
+    assert facets.shape == (3, 1, 2)
+    torch.testing.assert_close(facets[:, 0], torch.stack([points[:12].mean(0), points[12:19].mean(0), points[19:].mean(0)]))
+    torch.testing.assert_close(kmeans(points, 3, seed=0)[0], found)  # the same seed, the same clusters
+    with pytest.raises(DGNError, match="cannot make 5 clusters of 3 points"):
+        kmeans(points[:3], 5)

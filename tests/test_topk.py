@@ -166,3 +166,34 @@ def test_synthesize_shows_each_targets_top_images_beside_its_own(tmp_path, capsy
     assert main(["synthesize", "--classifier", "caffenet", "--random-weights", "--target", "fc8:2", "--steps", "2",
                  "--topk", str(examples), "--out", str(tmp_path / "another")]) == 2
     assert "computed for classifier 'cifar-caffenet'" in capsys.readouterr().err
+
+
+def test_multifaceted_restarts_start_from_the_clusters_of_a_units_top_images(tmp_path, capsys):
+    import safetensors.torch
+
+    from dgn.models import load_classifier, load_generator
+    from dgn.starts import encode_codes, facet_codes, read_start_images
+
+    root = tmp_path / "imgs"
+    _images(root, n=16)
+    examples = tmp_path / "topk"
+    world = ["--classifier", "cifar-caffenet", "--device", "cpu"]
+    assert main(["topk", *world, "--layers", "fc8", "--images", str(root), "--k", "10", "--out", str(examples)]) == 0
+    run = tmp_path / "run"
+    assert main(["synthesize", *world, "--generator", "cifar-deepsim-fc6", "--target", "fc8:4", "--restarts", "3",
+                 "--steps", "1", "--topk", str(examples), "--facets", "--facet-images", "8", "--out", str(run)]) == 0
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["config"]["start"]["mode"] == "multifaceted"
+    # by hand: fc6 codes of the unit's 8 best images, 3 clusters, largest first
+    top = TopExamples.read(examples).unit("fc8", 4)[:8]
+    codes = encode_codes(load_classifier("cifar-caffenet"), "fc6", read_start_images([t["image"] for t in top], (32, 32)),
+                         load_generator("cifar-deepsim-fc6").code_shape)
+    expected = facet_codes(codes, 3)
+    for r, row in enumerate(manifest["rows"]):  # one step only evaluates: the code is its start
+        code = safetensors.torch.load_file(run / row["code"])["last"]
+        torch.testing.assert_close(code.float(), expected[r], atol=1e-4, rtol=0)
+    assert not torch.allclose(expected[0], expected[1])
+    capsys.readouterr()
+    assert main(["synthesize", *world, "--generator", "cifar-deepsim-fc6", "--target", "fc8:4", "--facets",
+                 "--out", str(tmp_path / "no")]) == 2
+    assert "--topk" in capsys.readouterr().err

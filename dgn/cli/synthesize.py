@@ -16,6 +16,7 @@ from dgn.cli.common import (
     start_from_args,
     write_examples_figure,
 )
+from dgn.errors import DGNError
 
 HELP = "DGN-AM: optimise generator codes to maximise units"
 
@@ -24,14 +25,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_options(p)
     add_synthesis_options(p)
     add_topk_option(p)
+    p.add_argument("--facets", action="store_true",
+                   help="multifaceted restarts (Nguyen et al. 2016): with --topk, each target's top images are coded "
+                        "by the prior's encoder and clustered into --restarts groups; restart r starts from the r-th "
+                        "centre, so restarts show different facets")
+    p.add_argument("--facet-images", type=int, default=50, help="top images clustered per target (default 50)")
 
 
 def run(args: argparse.Namespace) -> int:
     from dgn.targets import expand_targets
 
     targets = [t for text in args.target for t in expand_targets(text)]
+    if args.facets and not args.topk:
+        raise DGNError("--facets clusters each target's dataset examples: give them with --topk DIR (from dgn topk)")
+    if args.facets and args.init_image:
+        raise DGNError("--facets and --init-image both choose the start codes; use one")
     examples = read_topk_for(args, targets)
-    manifest = run_synthesis(args, targets)
+    manifest = run_synthesis(args, targets, examples=examples if args.facets else None)
     if manifest is not None:  # None on the ranks other than 0 of a torchrun run
         print_summary(manifest["rows"], Path(args.out))
         if examples is not None:
@@ -40,8 +50,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_synthesis(args: argparse.Namespace, targets: list[str], gamma: float = 1.0,
-                   code_penalty: float = 0.0, pair_smoothing: float = 0.0) -> dict | None:
-    """Run DGN-AM on ``targets`` with the synthesize options in ``args``.
+                   code_penalty: float = 0.0, pair_smoothing: float = 0.0, examples=None) -> dict | None:
+    """Run DGN-AM on ``targets`` with the synthesize options in ``args``; with ``examples`` (dataset examples of
+    the targets), restarts start from the facets of each target's top images.
 
     Under torchrun the rows are sharded across ranks; rank 0 returns the merged manifest, the others None.
     """
@@ -68,7 +79,13 @@ def run_synthesis(args: argparse.Namespace, targets: list[str], gamma: float = 1
                                                   args.random_weights, args.weights_dir)
     dgnam = DGNAM(generator, classifier, settings, device)
     rows = dgnam.plan(targets, args.restarts, args.seed)
-    start, start_record = start_from_args(args, dgnam.codes(bounds))
+    if examples is not None:
+        from dgn.topk import multifaceted_starts
+
+        start, start_record = multifaceted_starts(dgnam.codes(bounds), examples, rows, args.facet_images, args.seed,
+                                                  args.random_weights, args.weights_dir)
+    else:
+        start, start_record = start_from_args(args, dgnam.codes(bounds))
     starts_by_row(rows, start)  # the number of starts fits the rows, before anything runs
     config = dgnam.describe()
     config.update(targets=targets, restarts=args.restarts, seed=args.seed, bounds=bounds_label,
