@@ -8,8 +8,8 @@ horama is not a dependency of dgn: install it only for this benchmark, e.g.::
 
 For each method it reports throughput in target-steps per second (ours: all targets in one batched run; horama:
 one call per target, as its README calls it; horama's buffers hold one image, so it has no batched form to
-build by hand) and the final activation each image reaches, measured the same way for both (the whole canvas
-resized to the model's input, pre-ReLU unit). Both MACOs use the same magnitude template, the CIFAR world's
+build by hand) and the final activation each image reaches, measured the same way for both: the pre-ReLU unit
+over the same 16 MACO-style crops of each canvas, resized to the model's input (an input-sized image whole). Both MACOs use the same magnitude template, the CIFAR world's
 that dgn ships (horama would download its ImageNet one at run time; it is given ours as its local file), and
 the same canvas and crop geometry (``--canvas`` input sides, crops of 20-25% of it); horama's Fourier is its
 own (decay 1.5, the MACO crops), ours is Lucid's (decay 1, jitter / scale / rotate): each at its defaults.
@@ -47,6 +47,27 @@ def run_ours(am: ImageAM, targets: list[str], seed: int) -> tuple[torch.Tensor, 
     result = am.synthesize(targets, 1, seed, batch_size=len(targets))
     wall = time.perf_counter() - t0
     return result.codes_last, am.activations(result.codes_last, am.plan(targets, 1, seed)), wall
+
+
+def seen_activation(module, space, images: torch.Tensor, units: list[int], crops: int = 16, seed: int = 0) -> torch.Tensor:
+    """Each canvas's unit as the MACO geometry shows it to the model: the mean over ``crops`` square crops
+    (side 20-25% of the canvas, centre 0.5 + 0.15 N(0, 1); the same crops for every method), resized to the
+    input. A canvas of the input's size is seen whole."""
+    side = space.size[0]
+    if images.shape[-1] == side:
+        with torch.no_grad():
+            return module(images)[torch.arange(len(units)), units].float()
+    g = torch.Generator().manual_seed(seed)
+    s = images.shape[-1]
+    values = []
+    for _ in range(crops):
+        w = int(s * (0.2 + 0.05 * float(torch.rand(1, generator=g))))
+        cy, cx = (0.5 + 0.15 * torch.randn(2, generator=g)).clamp(0.1, 0.9).tolist()
+        top, left = min(max(0, int(cy * s - w / 2)), s - w), min(max(0, int(cx * s - w / 2)), s - w)
+        crop = spaces.fit(images[..., top : top + w, left : left + w], space.size, "resize")
+        with torch.no_grad():
+            values.append(module(crop)[torch.arange(len(units)), units].float())
+    return torch.stack(values).mean(0)
 
 
 def run_horama(kind: str, model_rgb01, units: list[int], steps: int, canvas: int, input_side: int,
@@ -99,8 +120,6 @@ def main(argv: list[str] | None = None) -> None:
     def model_rgb01(x: torch.Tensor) -> torch.Tensor:
         return module(spaces.from_rgb01(spaces.fit(x, space.size, "resize"), space))
 
-    measure = ImageAM(classifier, preset("maco"), "cpu")
-    rows = measure.plan(targets, 1, args.seed)
     report: dict = {"config": vars(args), "threads": torch.get_num_threads(), "methods": {}}
     tiles, labels = [], []
     here = os.getcwd()
@@ -118,7 +137,8 @@ def main(argv: list[str] | None = None) -> None:
                 theirs_rgb, wall_theirs = run_horama(kind, model_rgb01, units, args.steps, args.canvas, side,
                                                      args.seed)
                 theirs = spaces.from_rgb01(theirs_rgb, space.with_size(None))
-                act_theirs = measure.activations(theirs, rows)
+                act_ours = seen_activation(module, space, ours, units)
+                act_theirs = seen_activation(module, space, theirs, units)
                 n = len(targets) * args.steps
                 entry = {
                     "ours_target_steps_per_s": n / wall_ours, "horama_target_steps_per_s": n / wall_theirs,
