@@ -18,6 +18,34 @@ from dgn import spaces
 from dgn.layers import forward_to, resolve_layer
 
 
+def _spans(model: nn.Module, name: str, positions: Sequence[tuple[int, int]], input_shape: Sequence[int],
+           trials: int, seed: int, chunk: int = 8) -> list[tuple[int, int, int, int]]:
+    """Per position, (first row, end row, first column, end column) of the input pixels whose gradient is
+    non-zero for ``trials`` seeded random inputs (the whole image where none is), ``chunk`` positions per
+    backward pass (each position its own copies of the inputs)."""
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    x0 = torch.randn(trials, *input_shape, generator=torch.Generator().manual_seed(seed)).to(device)
+    height, width = int(input_shape[-2]), int(input_shape[-1])
+    spans = []
+    for start in range(0, len(positions), chunk):
+        batch = positions[start : start + chunk]
+        x = x0.repeat(len(batch), 1, 1, 1).requires_grad_(True)
+        with torch.enable_grad():  # also when the caller computes without gradients (e.g. an evolution)
+            out = forward_to(model, x, [name])[name]
+            picked = [out[j * trials : (j + 1) * trials, :, y, xp].sum() for j, (y, xp) in enumerate(batch)]
+            (grad,) = torch.autograd.grad(torch.stack(picked).sum(), x)
+        support = grad.detach().abs().view(len(batch), trials, *grad.shape[1:]).sum(dim=(1, 2)) > 0
+        for j in range(len(batch)):
+            rows = torch.nonzero(support[j].any(dim=1)).flatten()
+            cols = torch.nonzero(support[j].any(dim=0)).flatten()
+            if rows.numel() == 0:
+                spans.append((0, height, 0, width))
+            else:
+                spans.append((int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1))
+    return spans
+
+
 def receptive_field(
     model: nn.Module,
     layer: str,
@@ -39,23 +67,9 @@ def receptive_field(
     Returns:
         (top, left, height, width) in input pixels, clipped to the image.
     """
-    name = resolve_layer(model, layer)
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(trials, *input_shape, generator=generator).to(device).requires_grad_(True)
-    y, x_pos = position
-    with torch.enable_grad():  # also when the caller computes without gradients (e.g. an evolution)
-        out = forward_to(model, x, [name])[name]
-        (grad,) = torch.autograd.grad(out[:, :, y, x_pos].sum(), x)
-    support = grad.detach().abs().sum(dim=(0, 1)) > 0
-    rows = torch.nonzero(support.any(dim=1)).flatten()
-    cols = torch.nonzero(support.any(dim=0)).flatten()
-    if rows.numel() == 0:
-        return 0, 0, int(input_shape[-2]), int(input_shape[-1])
-    top, bottom = int(rows.min()), int(rows.max())
-    left, right = int(cols.min()), int(cols.max())
-    return top, left, bottom - top + 1, right - left + 1
+    ((top, bottom, left, right),) = _spans(model, resolve_layer(model, layer), [tuple(position)], input_shape,
+                                           trials, seed)
+    return top, left, bottom - top, right - left
 
 
 def receptive_fields_grid(
@@ -73,30 +87,13 @@ def receptive_fields_grid(
     A position's support is the rows that reach its y times the columns that reach its x (convolutions and
     poolings have rectangular kernels), so the diagonal positions (i, i) give every row and column range.
     """
-    name = resolve_layer(model, layer)
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    x0 = torch.randn(trials, *input_shape, generator=torch.Generator().manual_seed(seed)).to(device)
     height, width = grid
     diagonal = [(min(i, height - 1), min(i, width - 1)) for i in range(max(height, width))]
-    row_span: dict[int, tuple[int, int]] = {}
-    col_span: dict[int, tuple[int, int]] = {}
-    for start in range(0, len(diagonal), chunk):
-        positions = diagonal[start : start + chunk]
-        x = x0.repeat(len(positions), 1, 1, 1).requires_grad_(True)
-        with torch.enable_grad():
-            out = forward_to(model, x, [name])[name]
-            picked = torch.stack([out[j * trials : (j + 1) * trials, :, y, xp].sum() for j, (y, xp) in enumerate(positions)])
-            (grad,) = torch.autograd.grad(picked.sum(), x)
-        support = grad.detach().abs().view(len(positions), trials, *grad.shape[1:]).sum(dim=(1, 2)) > 0
-        for j, (y, xp) in enumerate(positions):
-            rows = torch.nonzero(support[j].any(dim=1)).flatten()
-            cols = torch.nonzero(support[j].any(dim=0)).flatten()
-            whole = rows.numel() == 0
-            row_span[y] = (0, int(input_shape[-2])) if whole else (int(rows.min()), int(rows.max()) + 1)
-            col_span[xp] = (0, int(input_shape[-1])) if whole else (int(cols.min()), int(cols.max()) + 1)
-    return {(y, xp): (row_span[y][0], col_span[xp][0], row_span[y][1] - row_span[y][0], col_span[xp][1] - col_span[xp][0])
-            for y in range(height) for xp in range(width)}
+    spans = _spans(model, resolve_layer(model, layer), diagonal, input_shape, trials, seed, chunk)
+    rows = {y: (top, bottom) for (y, _), (top, bottom, _, _) in zip(diagonal, spans)}
+    cols = {x: (left, right) for (_, x), (_, _, left, right) in zip(diagonal, spans)}
+    return {(y, x): (rows[y][0], cols[x][0], rows[y][1] - rows[y][0], cols[x][1] - cols[x][0])
+            for y in range(height) for x in range(width)}
 
 
 class ReceptiveFields:

@@ -29,7 +29,7 @@ from dgn import spaces
 from dgn.data import load_images
 from dgn.errors import DGNError
 from dgn.files import atomic_write_bytes
-from dgn.layers import forward_to, resolve_layer
+from dgn.layers import aliases_for, forward_to, resolve_layer
 from dgn.models import Classifier, model_record
 
 EMPTY_ID = torch.iinfo(torch.int64).max  # an unfilled slot: sorts after every real image
@@ -69,25 +69,23 @@ class LayerExamples:
 
         return cls(layer, spatial, *slots(k, -torch.inf), *slots(bottom, torch.inf))
 
-    def merge(self, scores: torch.Tensor, ids: torch.Tensor, positions: torch.Tensor) -> None:
-        """Merge candidates (units, M), (units, M), (units, M, 2) into the kept examples."""
-        k, b = self.scores.shape[1], self.bottom_scores.shape[1]
+    def merge(self, scores: torch.Tensor, ids: torch.Tensor, positions: torch.Tensor,
+              bottom: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> None:
+        """Merge candidates (units, M), (units, M), (units, M, 2) into the kept examples; ``bottom``: other
+        candidates for the lowest ones (default the same)."""
         self.scores, self.ids, self.positions = _keep(
             torch.cat([self.scores, scores], 1), torch.cat([self.ids, ids], 1),
-            torch.cat([self.positions, positions], 1), k, largest=True)
-        if b:
+            torch.cat([self.positions, positions], 1), self.scores.shape[1], largest=True)
+        if self.bottom_scores.shape[1]:
+            low_scores, low_ids, low_positions = bottom if bottom is not None else (scores, ids, positions)
             self.bottom_scores, self.bottom_ids, self.bottom_positions = _keep(
-                torch.cat([self.bottom_scores, scores], 1), torch.cat([self.bottom_ids, ids], 1),
-                torch.cat([self.bottom_positions, positions], 1), b, largest=False)
+                torch.cat([self.bottom_scores, low_scores], 1), torch.cat([self.bottom_ids, low_ids], 1),
+                torch.cat([self.bottom_positions, low_positions], 1), self.bottom_scores.shape[1], largest=False)
 
     def absorb(self, other: LayerExamples) -> None:
         """Merge another part's examples of the same layer (e.g. another rank's)."""
-        self.merge(other.scores, other.ids, other.positions)
-        if self.bottom_scores.shape[1]:
-            self.bottom_scores, self.bottom_ids, self.bottom_positions = _keep(
-                torch.cat([self.bottom_scores, other.bottom_scores], 1), torch.cat([self.bottom_ids, other.bottom_ids], 1),
-                torch.cat([self.bottom_positions, other.bottom_positions], 1), self.bottom_scores.shape[1],
-                largest=False)
+        self.merge(other.scores, other.ids, other.positions,
+                   (other.bottom_scores, other.bottom_ids, other.bottom_positions))
 
     def tensors(self) -> dict[str, torch.Tensor]:
         names = ("scores", "ids", "positions", "bottom_scores", "bottom_ids", "bottom_positions")
@@ -193,19 +191,24 @@ class ExampleFinder:
 
     @torch.no_grad()
     def empty(self, first: torch.Tensor) -> dict[str, LayerExamples]:
-        """Empty examples shaped by one batch's activations."""
-        acts = forward_to(self.classifier.module, self._to_input(first[:1]), self.layers)
-        return {name: LayerExamples.empty(name, acts[name].dim() == 4, acts[name].shape[1] if acts[name].dim() == 4
-                                          else acts[name].flatten(1).shape[1], self.k, self.bottom)
-                for name in self.layers}
+        """Empty examples shaped by the activations of images ``first`` (RGB 0..1 at the input size)."""
+        return self._empty_like(forward_to(self.classifier.module, self._to_input(first[:1]), self.layers))
+
+    def _empty_like(self, acts: dict[str, torch.Tensor]) -> dict[str, LayerExamples]:
+        return {name: LayerExamples.empty(name, a.dim() == 4, a.shape[1] if a.dim() == 4 else a.flatten(1).shape[1],
+                                          self.k, self.bottom)
+                for name, a in acts.items()}
 
     def _to_input(self, rgb01: torch.Tensor) -> torch.Tensor:
         return spaces.from_rgb01(rgb01.to(self.device), self.classifier.space)
 
     @torch.no_grad()
     def update(self, examples: dict[str, LayerExamples], rgb01: torch.Tensor, ids: torch.Tensor) -> None:
-        """Merge one batch of images (RGB 0..1 at the input size) with image indices ``ids`` (B,)."""
+        """Merge one batch of images (RGB 0..1 at the input size) with image indices ``ids`` (B,); an empty
+        ``examples`` is filled with the layers' empty examples first."""
         acts = forward_to(self.classifier.module, self._to_input(rgb01), self.layers)
+        if not examples:
+            examples.update(self._empty_like(acts))
         for name, ex in examples.items():
             scores, positions = unit_scores(acts[name].cpu())
             ex.merge(scores, ids.expand(scores.shape[0], -1), positions)
@@ -234,21 +237,19 @@ class ExampleFinder:
             raise DGNError("no images to find examples in")
         mine = chunks_of(len(names), batch_size, rank, world_size)
         fingerprint = self.fingerprint(names, batch_size, world_size)
-        examples, done = None, 0
+        examples: dict[str, LayerExamples] = {}
+        done = 0
         if checkpoint is not None and Path(checkpoint).exists():
             examples, done = self._load_checkpoint(Path(checkpoint), fingerprint)
             if progress is not None:
                 progress(sum(len(c) for c in mine[:done]))
         for n, chunk in enumerate(mine[done:], start=done):
-            images = self.load([names[i] for i in chunk])
-            if examples is None:
-                examples = self.empty(images)
-            self.update(examples, images, torch.tensor(list(chunk), dtype=torch.int64))
+            self.update(examples, self.load([names[i] for i in chunk]), torch.tensor(list(chunk), dtype=torch.int64))
             if progress is not None:
                 progress(len(chunk))
             if checkpoint is not None and (n + 1) % checkpoint_every == 0 and n + 1 < len(mine):
                 self._save_checkpoint(Path(checkpoint), examples, n + 1, fingerprint)
-        if examples is None:  # this rank had no chunk
+        if not examples:  # this rank had no chunk
             examples = self.empty(self.load([names[0]]))
         return examples
 
@@ -335,7 +336,7 @@ def write_examples(out_dir: str | Path, examples: dict[str, LayerExamples], find
 
     index: dict = {"config": config or {}, "root": str(root), "images": rel,
                    "labels": list(labels) if labels is not None else None, "layers": {}}
-    aliases = {v: k for k, v in _aliases(finder).items()}
+    aliases = {v: k for k, v in aliases_for(finder.classifier.module).items()}
     for name, ex in examples.items():
         units = []
         for u in range(ex.units):
@@ -354,12 +355,6 @@ def write_examples(out_dir: str | Path, examples: dict[str, LayerExamples], find
     save_examples(out / "examples.safetensors", examples, {"config": json.dumps(config or {}, default=str)})
     atomic_write_bytes(out / "examples.json", json.dumps(index, default=str).encode())
     return index
-
-
-def _aliases(finder: ExampleFinder) -> dict[str, str]:
-    from dgn.layers import aliases_for
-
-    return aliases_for(finder.classifier.module)
 
 
 def _unit_items(ex: LayerExamples, unit: int, bottom: bool) -> list[dict]:

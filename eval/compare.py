@@ -161,22 +161,32 @@ def run_preset(args: argparse.Namespace, name: str, classifier: Classifier, targ
             "steps_per_row": am.steps_per_row}
 
 
+def layer_features(classifier: Classifier, images: torch.Tensor, layer: str, device: torch.device | str) -> torch.Tensor:
+    """A layer's features (N, D) of images in the classifier's space, in chunks."""
+    with torch.no_grad():
+        return torch.cat([forward_to(classifier.module, images[i : i + 256].to(device), [layer])[layer].flatten(1)
+                          .float().cpu() for i in range(0, len(images), 256)])
+
+
+def mean_pairwise_distance(features: torch.Tensor, groups: list[list[int]]) -> float | None:
+    """Mean pairwise Euclidean distance within each group of two or more rows, averaged over the groups
+    (None when no group has two)."""
+    means = []
+    for index in groups:
+        if len(index) > 1:
+            d = torch.cdist(features[index], features[index])
+            means.append(float(d.sum() / (len(index) * (len(index) - 1))))
+    return float(np.mean(means)) if means else None
+
+
 def restart_diversity(classifier: Classifier, images: torch.Tensor, rows: list[Row], layer: str,
                       device: torch.device) -> float | None:
     """Mean pairwise Euclidean distance between the ``layer`` features of each target's restarts (images in
     the classifier's space), averaged over targets; None with one restart."""
-    with torch.no_grad():
-        feats = torch.cat([forward_to(classifier.module, images[i : i + 64].to(device), [layer])[layer].flatten(1)
-                           .float().cpu() for i in range(0, len(images), 64)])
     by_target: dict[str, list[int]] = {}
     for i, row in enumerate(rows):
         by_target.setdefault(row.label, []).append(i)
-    means = []
-    for index in by_target.values():
-        if len(index) > 1:
-            d = torch.cdist(feats[index], feats[index])
-            means.append(float(d.sum() / (len(index) * (len(index) - 1))))
-    return float(np.mean(means)) if means else None
+    return mean_pairwise_distance(layer_features(classifier, images, layer, device), list(by_target.values()))
 
 
 # ----- lucent ------------------------------------------------------------------------------------------

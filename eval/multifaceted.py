@@ -28,13 +28,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "eval"))
 
-from compare import cifar_class, judge_scores
+from compare import cifar_class, judge_scores, layer_features, mean_pairwise_distance
 
 from dgn import spaces, weights
 from dgn.data import ImageFolderDataset
 from dgn.demo import BOUNDS, CLASSIFIER, DEMO_SETTINGS, DEMO_STEPS, GENERATOR, find_judge
 from dgn.files import atomic_write_json
-from dgn.layers import forward_to
 from dgn.models import load_classifier, load_generator
 from dgn.render import montage, save_png, to_uint8
 from dgn.synthesis import DGNAM, ActMaxSettings
@@ -42,22 +41,6 @@ from dgn.topk import ExampleFinder, TopExamples, multifaceted_starts, write_exam
 from tests.cifar import cifar_test_subset
 
 FIXTURES = REPO.parent / "shared" / "fixtures"
-
-
-def fc7(classifier, images: torch.Tensor) -> torch.Tensor:
-    """fc7 features (N, D) of images in the classifier's space."""
-    with torch.no_grad():
-        return torch.cat([forward_to(classifier.module, images[i : i + 256], ["fc7"])["fc7"].flatten(1).float()
-                          for i in range(0, len(images), 256)])
-
-
-def restart_distances(features: torch.Tensor, groups: list[list[int]]) -> float:
-    """Mean pairwise Euclidean distance within each group, averaged over groups."""
-    means = []
-    for index in groups:
-        d = torch.cdist(features[index], features[index])
-        means.append(float(d.sum() / (len(index) * (len(index) - 1))))
-    return float(np.mean(means))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,21 +71,21 @@ def main(argv: list[str] | None = None) -> None:
         examples = TopExamples.read(Path(tmp) / "topk")
         real = torch.cat([spaces.from_rgb01(finder.load(dataset.paths[i : i + 500]), classifier.space)
                           for i in range(0, len(dataset.paths), 500)])
-        real_fc7 = fc7(classifier, real)
+        real_fc7 = layer_features(classifier, real, "fc7", "cpu")
         facets, _ = multifaceted_starts(dgnam.codes(upper), examples, rows, args.top, args.seed)
         results = {}
         for kind, start in (("random", None), ("multifaceted", facets)):
             result = dgnam.synthesize(targets, args.restarts, args.seed, batch_size=40, upper_bound=upper, start=start)
             with torch.no_grad():
                 images = dgnam.image_for_classifier(result.codes_last).float()
-            features = fc7(classifier, images)
+            features = layer_features(classifier, images, "fc7", "cpu")
             nearest = torch.cdist(features, real_fc7).argmin(1)
             groups = [[i for i, r in enumerate(rows) if r.label == t] for t in targets]
             classes = [cifar_class(r.target, classifier) for r in rows]
             entry = {
                 "act_end_mean": float(result.act_end.mean()),
-                "diversity_fc7": restart_distances(features, groups),
-                "nearest_real_diversity_fc7": restart_distances(real_fc7[nearest], groups),
+                "diversity_fc7": mean_pairwise_distance(features, groups),
+                "nearest_real_diversity_fc7": mean_pairwise_distance(real_fc7[nearest], groups),
                 "distinct_nearest_per_unit": float(np.mean([len(set(nearest[g].tolist())) for g in groups])),
                 "judge": judge_scores(judge, images, classifier.space, classes, "cpu") if judge is not None else None,
             }

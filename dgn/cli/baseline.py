@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     """
     import functools
 
-    from dgn.baseline import ImageAM
+    from dgn.baseline import ImageAM, write_attribution
     from dgn.distributed import init_world
     from dgn.outputs import run_and_write
     from dgn.rows import coupled_rows
@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     on_chunk = None
     if args.attribution:
         config["attribution"] = "attribution/<row>.png and <row>_rgba.png: summed |d objective / d image|"
-        on_chunk = functools.partial(_write_attribution, Path(args.out), am, args.display)
+        on_chunk = functools.partial(write_attribution, args.out, method=am, display=args.display)
     manifest, optimised = run_and_write(
         synthesize, rows, am, args.out, config, am.steps_per_row, batch_size, args.resume, args.display, world,
         progress=lambda total: progress_bar(total, f"baseline {settings.name}", world.is_main), on_chunk=on_chunk)
@@ -153,12 +153,6 @@ def run(args: argparse.Namespace) -> int:
         _print_summary(manifest["rows"], chosen_lr, Path(args.out))
         _warn_if_flat(manifest["rows"], settings, args.preset)
     return 0
-
-
-def _write_attribution(out: Path, am, display: str, part) -> None:
-    from dgn.baseline import write_attribution
-
-    write_attribution(out, part, am, display)
 
 
 def _warn_if_flat(rows: list[dict], settings, preset_name: str) -> None:

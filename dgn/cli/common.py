@@ -136,8 +136,6 @@ def print_summary(rows: list[dict], out: Path) -> None:
     print(f"wrote {len(rows)} images, montage.png and manifest.json to {out}")
 
 
-
-
 def add_topk_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--topk", default=None, metavar="DIR",
                    help="the output of dgn topk for this classifier: also write examples.png, each target's top "
