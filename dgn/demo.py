@@ -7,7 +7,9 @@ with the act_max dynamics and two measured changes (``CHANGES``: a 1-sigma code 
 ``paper=True`` runs the original settings), writes the run directory
 (images, codes, montage, manifest) and an ``index.html`` gallery, and, when the real ResNet-20 is at
 hand (registry entry ``resnet20-cifar10``, or the copy in ``../shared/fixtures``), records how it
-classifies each synthetic image.
+classifies each synthetic image. It ends with a small unit atlas of the run (``atlas/index.html``; see
+:mod:`dgn.atlas`), with dataset examples (``examples/``, :mod:`dgn.topk`) when real CIFAR-10 images are at hand
+(``images``, or the copy in ``../shared/fixtures``).
 """
 
 from __future__ import annotations
@@ -64,7 +66,11 @@ QUICK_STEPS = 60
 QUICK_LR = 2.0
 JUDGE = "resnet20-cifar10"
 HIDDEN_TARGETS = ("conv5:0", "conv5:1", "conv5:2", "conv5:3", "fc6:0", "fc6:1", "fc6:2", "fc6:3")
-_FIXTURE_JUDGE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "torch" / "resnet_cifar10"
+_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+_FIXTURE_JUDGE = _FIXTURES / "torch" / "resnet_cifar10"
+_FIXTURE_CIFAR = _FIXTURES / "data" / "cifar10_test_jpg" / "cifar10_test_jpg_full.tar.gz"
+ATLAS_LAYERS = ("conv5", "fc6", "fc8")
+ATLAS_IMAGES = 2000  # real images the demo's dataset examples are drawn from, evenly spaced over the classes
 
 
 def find_judge(weights_dir: str | None = None) -> Classifier | None:
@@ -112,6 +118,7 @@ def run_demo(
     weights_dir: str | None = None,
     progress: Callable[[int], None] | None = None,
     paper: bool = False,
+    images: str | Path | None = None,
 ) -> dict:
     """Run the tour and write it to ``out``.
 
@@ -123,6 +130,8 @@ def run_demo(
         weights_dir: where to look for the judge's weights besides the cache and the fixtures.
         progress: called with the number of rows advanced after each step.
         paper: run the original act_max settings and 3-sigma bounds instead of the demo's (``CHANGES``).
+        images: real CIFAR-10 images for the atlas's dataset examples: a folder of class folders or a tar archive
+            of one; None: the shared fixtures' copy if present, else an atlas without examples.
 
     Returns:
         A summary: rows (manifest rows with the judge's verdicts), judge accuracy on the output units
@@ -181,8 +190,55 @@ def run_demo(
         {**config, "judge": JUDGE if judge is not None else None, "judge_accuracy": accuracy},
         columns=("target", "class", "restart", "act_start", "act_end", "judge"),
     )
+    examples = demo_examples(out, classifier, images, dgnam.device)
+    from dgn.atlas import build_atlas
+
+    atlas = build_atlas(out / "atlas", [out], examples, title="dgn demo: the CIFAR-10 world's cifar-caffenet")
     return {"rows": rows, "judge_accuracy": accuracy, "judge": judge is not None,
-            "index": str(out / "index.html"), "montage": str(out / "montage.png")}
+            "index": str(out / "index.html"), "montage": str(out / "montage.png"), "atlas": atlas,
+            "examples": str(examples) if examples else None}
+
+
+def demo_examples(out: Path, classifier: Classifier, images: str | Path | None,
+                  device: torch.device) -> Path | None:
+    """Top-9 dataset examples of :data:`ATLAS_LAYERS` over :data:`ATLAS_IMAGES` real images (every n-th of the
+    class-sorted set) written to ``out/examples`` (the images under ``examples/images``); None without images."""
+    import shutil
+
+    from dgn.data import ImageFolderDataset, extract_archive
+    from dgn.topk import ExampleFinder, write_examples
+
+    source = Path(images) if images is not None else (_FIXTURE_CIFAR if _FIXTURE_CIFAR.is_file() else None)
+    if source is None:
+        return None
+    if not source.exists():
+        raise DGNError(f"--images {source} does not exist (a folder of class folders, or a tar archive of one)")
+    folder = out / "examples"
+    root = folder / "images"
+    if source.is_dir():
+        dataset = ImageFolderDataset(source)
+    else:
+        unpacked = folder / "unpacked"
+        extract_archive(source, unpacked)
+        classes_dir = next((p.parent.parent for p in sorted(unpacked.rglob("*.jpg"))), unpacked)
+        dataset = ImageFolderDataset(classes_dir)
+    every = max(1, len(dataset.paths) // ATLAS_IMAGES)
+    chosen = list(zip(dataset.paths, dataset.labels))[::every][:ATLAS_IMAGES]
+    paths = []
+    for i, (path, label) in enumerate(chosen):
+        name = dataset.classes[label] if label >= 0 else "images"
+        target = root / name / f"{i:05d}{Path(path).suffix.lower()}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+        paths.append(target)
+    shutil.rmtree(folder / "unpacked", ignore_errors=True)
+    finder = ExampleFinder(classifier, ATLAS_LAYERS, k=9, device=device, sample=ATLAS_IMAGES)
+    examples = finder.run(paths, batch_size=250)
+    labels = [p.parent.name for p in paths] if dataset.classes else None
+    config = {"classifier": classifier.name, "layers": finder.layers, "k": 9, "bottom": 0, "sample": ATLAS_IMAGES,
+              "images": str(root), "count": len(paths), "fit": "auto", "batch_size": 250, "ranks": 1}
+    write_examples(folder, examples, finder, paths, root, labels, config=config)
+    return folder
 
 
 def check_available(weights_dir: str | None = None) -> None:

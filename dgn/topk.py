@@ -11,6 +11,10 @@ objective ``dgn synthesize`` maximises by default.
 The order is total: a higher score first, on equal scores the lower image index. So the pass can be cut into
 fixed chunks of ``batch_size`` images, chunks shared among torchrun ranks (chunk c goes to rank c mod size),
 each rank merged into one result that equals a single process's, and stopped and resumed from a checkpoint.
+
+Beside the examples, each unit keeps its scores of an evenly spaced sample of the images (every ``stride``-th
+image, so class-sorted folders are sampled across classes): the distribution of real activations that the atlas
+draws as a histogram, in memory bounded by the sample size.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class LayerExamples:
             indices (``EMPTY_ID`` where fewer than k images were seen) and the (y, x) of each score in the
             layer's grid (-1 for a layer without positions).
         bottom_scores, bottom_ids, bottom_positions: the same for the lowest scores, rising.
+        sample: (units, S): the scores of images 0, stride, 2 * stride, ... (NaN where not seen yet).
     """
 
     layer: str
@@ -56,18 +61,20 @@ class LayerExamples:
     bottom_scores: torch.Tensor = field(default_factory=lambda: torch.empty(0))
     bottom_ids: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.int64))
     bottom_positions: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.int64))
+    sample: torch.Tensor = field(default_factory=lambda: torch.empty(0, 0))
 
     @property
     def units(self) -> int:
         return self.scores.shape[0]
 
     @classmethod
-    def empty(cls, layer: str, spatial: bool, units: int, k: int, bottom: int) -> LayerExamples:
+    def empty(cls, layer: str, spatial: bool, units: int, k: int, bottom: int, sample: int = 0) -> LayerExamples:
         def slots(n: int, fill: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             return (torch.full((units, n), fill), torch.full((units, n), EMPTY_ID, dtype=torch.int64),
                     torch.full((units, n, 2), -1, dtype=torch.int64))
 
-        return cls(layer, spatial, *slots(k, -torch.inf), *slots(bottom, torch.inf))
+        return cls(layer, spatial, *slots(k, -torch.inf), *slots(bottom, torch.inf),
+                   torch.full((units, sample), torch.nan))
 
     def merge(self, scores: torch.Tensor, ids: torch.Tensor, positions: torch.Tensor,
               bottom: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> None:
@@ -86,9 +93,18 @@ class LayerExamples:
         """Merge another part's examples of the same layer (e.g. another rank's)."""
         self.merge(other.scores, other.ids, other.positions,
                    (other.bottom_scores, other.bottom_ids, other.bottom_positions))
+        if self.sample.numel():
+            self.sample = torch.where(self.sample.isnan(), other.sample, self.sample)
+
+    def record_sample(self, scores: torch.Tensor, ids: torch.Tensor, stride: int) -> None:
+        """Keep the scores (units, B) of the images ``ids`` (B,) that belong to the sample."""
+        if not self.sample.numel():
+            return
+        chosen = (ids % stride == 0) & (ids // stride < self.sample.shape[1])
+        self.sample[:, ids[chosen] // stride] = scores[:, chosen]
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        names = ("scores", "ids", "positions", "bottom_scores", "bottom_ids", "bottom_positions")
+        names = ("scores", "ids", "positions", "bottom_scores", "bottom_ids", "bottom_positions", "sample")
         return {f"{self.layer}.{n}": getattr(self, n).contiguous() for n in names}
 
 
@@ -170,17 +186,19 @@ class ExampleFinder:
         classifier: the network.
         layers: layer names or aliases (e.g. ``["conv5", "fc6", "fc8"]``).
         k, bottom: how many highest and lowest images to keep per unit.
+        sample: how many images (evenly spaced) keep their score of every unit, for histograms (0: none).
         fit_mode: how images are brought to the classifier's input (see ``dgn.spaces.fit``).
         device: where the network runs.
     """
 
     def __init__(self, classifier: Classifier, layers: Sequence[str], k: int = 9, bottom: int = 0,
-                 fit_mode: str = "auto", device: str | torch.device = "cpu") -> None:
-        if k < 1 or bottom < 0:
-            raise DGNError(f"k must be >= 1 and bottom >= 0, got k={k}, bottom={bottom}")
+                 fit_mode: str = "auto", device: str | torch.device = "cpu", sample: int = 0) -> None:
+        if k < 1 or bottom < 0 or sample < 0:
+            raise DGNError(f"k must be >= 1, bottom and sample >= 0, got k={k}, bottom={bottom}, sample={sample}")
         if not layers:
             raise DGNError("name at least one layer")
         self.classifier, self.k, self.bottom, self.fit_mode = classifier, k, bottom, fit_mode
+        self.sample, self.stride, self.sample_slots = sample, 1, 0  # set by each pass from its number of images
         self.device = torch.device(device)
         self.layers = list(dict.fromkeys(resolve_layer(classifier.module, name) for name in layers))
         classifier.module.to(self.device).eval()
@@ -196,8 +214,13 @@ class ExampleFinder:
 
     def _empty_like(self, acts: dict[str, torch.Tensor]) -> dict[str, LayerExamples]:
         return {name: LayerExamples.empty(name, a.dim() == 4, a.shape[1] if a.dim() == 4 else a.flatten(1).shape[1],
-                                          self.k, self.bottom)
+                                          self.k, self.bottom, self.sample_slots)
                 for name, a in acts.items()}
+
+    def plan_sample(self, count: int) -> None:
+        """Space the sample over a pass of ``count`` images: every ``stride``-th image, ``sample`` at most."""
+        self.stride = max(1, -(-count // self.sample)) if self.sample else 1
+        self.sample_slots = min(self.sample, -(-count // self.stride))
 
     def _to_input(self, rgb01: torch.Tensor) -> torch.Tensor:
         return spaces.from_rgb01(rgb01.to(self.device), self.classifier.space)
@@ -212,11 +235,13 @@ class ExampleFinder:
         for name, ex in examples.items():
             scores, positions = unit_scores(acts[name].cpu())
             ex.merge(scores, ids.expand(scores.shape[0], -1), positions)
+            ex.record_sample(scores, ids, self.stride)
 
     def fingerprint(self, images: Sequence[str], batch_size: int, world_size: int) -> str:
         """What a checkpoint must match to be resumed: the network, layers, k, images and chunking."""
         record = {"classifier": model_record(self.classifier), "layers": self.layers, "k": self.k,
-                  "bottom": self.bottom, "fit": self.fit_mode, "batch": batch_size, "world": world_size,
+                  "bottom": self.bottom, "sample": self.sample, "fit": self.fit_mode, "batch": batch_size,
+                  "world": world_size,
                   "images": hashlib.sha256("\n".join(images).encode()).hexdigest()}
         return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -236,6 +261,7 @@ class ExampleFinder:
         if not names:
             raise DGNError("no images to find examples in")
         mine = chunks_of(len(names), batch_size, rank, world_size)
+        self.plan_sample(len(names))
         fingerprint = self.fingerprint(names, batch_size, world_size)
         examples: dict[str, LayerExamples] = {}
         done = 0
@@ -275,7 +301,7 @@ def read_examples(path: str | Path) -> tuple[dict[str, LayerExamples], dict[str,
     examples = {}
     for name, is_spatial in spatial.items():
         parts = {n: tensors[f"{name}.{n}"] for n in ("scores", "ids", "positions", "bottom_scores", "bottom_ids",
-                                                    "bottom_positions")}
+                                                    "bottom_positions", "sample") if f"{name}.{n}" in tensors}
         examples[name] = LayerExamples(name, bool(is_spatial), **parts)
     return examples, meta
 
@@ -304,8 +330,8 @@ def write_examples(out_dir: str | Path, examples: dict[str, LayerExamples], find
     """Write a pass's results to ``out_dir`` and return the index.
 
     Files: ``examples.safetensors`` (every layer's scores, image indices and positions), ``examples.json``
-    (the index: config, images relative to ``root`` with their class names, and per layer and unit its
-    examples with score, position and crop file) and, for spatial layers with ``crops``,
+    (the index: config, images relative to ``root`` with their class names, the activation sample's stride
+    and size, and per layer and unit its examples with score, position and crop file) and, for spatial layers with ``crops``,
     ``crops/<layer>/<unit>_<i>.png`` (top) and ``<unit>_b<i>.png`` (bottom): the receptive field of the
     position that scored, in the image as the network saw it.
     """
@@ -335,7 +361,8 @@ def write_examples(out_dir: str | Path, examples: dict[str, LayerExamples], find
         return name
 
     index: dict = {"config": config or {}, "root": str(root), "images": rel,
-                   "labels": list(labels) if labels is not None else None, "layers": {}}
+                   "labels": list(labels) if labels is not None else None,
+                   "sample": {"stride": finder.stride, "size": finder.sample_slots}, "layers": {}}
     aliases = {v: k for k, v in aliases_for(finder.classifier.module).items()}
     for name, ex in examples.items():
         units = []

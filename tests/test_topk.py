@@ -46,7 +46,7 @@ def _brute_force(finder: ExampleFinder, paths, layer: str):
 
 def test_the_pass_equals_sorting_every_activation_top_and_bottom(tmp_path, one_thread):
     paths = _images(tmp_path)
-    finder = ExampleFinder(tiny_pair()[1], ["conv2", "fc8"], k=5, bottom=3)
+    finder = ExampleFinder(tiny_pair()[1], ["conv2", "fc8"], k=5, bottom=3, sample=10)
     examples = finder.run(paths, batch_size=4)
     for layer in ("conv2", "fc8"):
         scores, positions = _brute_force(finder, paths, layer)
@@ -59,6 +59,9 @@ def test_the_pass_equals_sorting_every_activation_top_and_bottom(tmp_path, one_t
             torch.testing.assert_close(ex.scores[unit], scores[top, unit], atol=1e-5, rtol=1e-5)
             if positions is not None:  # the position is where the channel peaked in that image
                 assert ex.positions[unit].tolist() == positions[top, unit].tolist()
+        # 23 images, a sample of at most 10: every 3rd image (0, 3, ..., 21), spread over both class folders
+        assert finder.stride == 3 and ex.sample.shape == (ex.units, 8)
+        torch.testing.assert_close(ex.sample, scores[::3].T, atol=1e-5, rtol=1e-5)
     assert examples["conv2"].spatial and not examples["fc8"].spatial
 
 
@@ -70,7 +73,7 @@ def test_fewer_images_than_k_leave_empty_slots(tmp_path):
 
 def test_ranks_merged_equal_one_process_and_a_stopped_pass_resumes_to_the_same(tmp_path, one_thread):
     paths = _images(tmp_path)
-    finder = ExampleFinder(tiny_pair()[1], ["conv1", "fc6"], k=4, bottom=2)
+    finder = ExampleFinder(tiny_pair()[1], ["conv1", "fc6"], k=4, bottom=2, sample=7)
     whole = finder.run(paths, batch_size=3)
     parts = [finder.run(paths, batch_size=3, rank=r, world_size=3) for r in range(3)]
     merged = merge_parts(parts)

@@ -25,6 +25,7 @@ COMMANDS = {
     "evolve": "evolve",
     "audit": "audit",
     "topk": "topk",
+    "atlas": "atlas",
     "video": "video",
     "inspect": "inspect",
     "layers": "layers",

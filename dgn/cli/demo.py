@@ -15,6 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--restarts", type=int, default=4)
     p.add_argument("--steps", type=int, default=None, help="act_max steps (default 400; 200 with --paper)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--images", default=None, metavar="DIR|ARCHIVE",
+                   help="real CIFAR-10 images (class folders, or a tar archive of them) for the atlas's dataset "
+                        "examples (default: the shared fixtures' copy when present)")
     p.add_argument("--weights-dir", default=None, help="also look here for the judge's weights (ResNet-20)")
 
 
@@ -29,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.time()
     with progress_bar(len(targets) * restarts * steps, "demo") as update:
         summary = demo.run_demo(args.out, args.quick, args.restarts, args.steps, args.device, args.weights_dir,
-                                progress=update, paper=args.paper)
+                                progress=update, paper=args.paper, images=args.images)
     rows = summary["rows"]
     print(f"{'target':<10} {'class':<11} {'restarts':>8} {'act start':>10} {'act end':>9}  judge (ResNet-20)")
     for target in dict.fromkeys(r["target"] for r in rows):
@@ -42,5 +45,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"ResNet-20 (not trained by us) recognises {summary['judge_accuracy']:.0%} of the output-unit images")
     else:
         print("ResNet-20 weights not found: `dgn weights download resnet20-cifar10` to judge the images")
+    atlas = summary["atlas"]
+    examples = "with dataset examples" if summary["examples"] else "without dataset examples (no CIFAR-10 images found: --images)"
+    print(f"atlas of {atlas['units']} units {examples}: open {atlas['index']}")
     print(f"{len(rows)} images in {time.time() - start:.0f} s; open {summary['index']}")
     return 0

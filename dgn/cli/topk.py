@@ -19,6 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", required=True, help="folder of images (class subfolders allowed)")
     p.add_argument("--k", type=int, default=9, help="highest-scoring images kept per unit (default 9)")
     p.add_argument("--bottom", type=int, default=0, help="lowest-scoring images kept per unit (default 0)")
+    p.add_argument("--sample", type=int, default=2000,
+                   help="evenly spaced images whose score of every unit is kept, for the atlas's histograms "
+                        "(default 2000; 0: none)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass and per chunk")
     p.add_argument("--limit", type=int, default=None, help="use only the first N images (in sorted order)")
     p.add_argument("--fit", choices=["auto", "crop", "resize"], default="auto",
@@ -51,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         paths, labels = paths[: args.limit], labels[: args.limit]
     layers = [name.strip() for name in args.layers.split(",") if name.strip()]
     classifier = load_classifier_from_args(args, 0)
-    finder = ExampleFinder(classifier, layers, args.k, args.bottom, args.fit, resolve_device(device))
+    finder = ExampleFinder(classifier, layers, args.k, args.bottom, args.fit, resolve_device(device), args.sample)
     part = state / f"rank-{world.rank:04d}.safetensors"
     with progress_bar(len(paths) // world.size, "topk (images)", world.is_main) as progress:
         examples = finder.run(paths, args.batch_size, world.rank, world.size, checkpoint=part,
@@ -64,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         examples = merge_parts([read_examples(state / f"done-{r:04d}.safetensors")[0] for r in range(world.size)])
     class_names = [dataset.classes[i] if i >= 0 else None for i in labels] if dataset.classes else None
     config = {"classifier": classifier.name, "layers": finder.layers, "k": args.k, "bottom": args.bottom,
+              "sample": args.sample,
               "images": str(root), "count": len(paths), "fit": args.fit, "batch_size": args.batch_size,
               "ranks": world.size}
     write_examples(out, examples, finder, paths, root, class_names, crops=not args.no_crops, config=config)
