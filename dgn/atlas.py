@@ -444,11 +444,13 @@ class _SiteWriter:
                 item = audit["by_path"].get(str(Path(row["src"]).resolve()))
                 if item is None:
                     continue
-                verdict = "flagged as a near copy" if item.get("flagged") else "not a copy"
-                nearest = ", ".join(f"{escape(space)} {hit['ratio']:.2f}" for space, hit in item["nearest"].items()
-                                    if hit.get("ratio") is not None)
-                lines.append(f"<li>restart {row.get('restart', 0)}: {verdict} (nearest training image / typical "
-                             f"distance: {nearest})</li>")
+                verdict = {True: "flagged as a near copy", False: "not a copy"}.get(
+                    item.get("flagged"), "not judged (no held-out images to set the typical distance)")
+                nearest = ", ".join(
+                    f"{escape(space)} {hit['distance']:.3g}"
+                    + (f" ({hit['ratio']:.2f} of the typical distance)" if hit.get("ratio") is not None else "")
+                    for space, hit in item["nearest"].items())
+                lines.append(f"<li>restart {row.get('restart', 0)}: {verdict}; nearest training image: {nearest}</li>")
         return lines
 
 

@@ -171,8 +171,8 @@ def run_demo(
     accuracy = None
     if judge is not None:
         whole = (0, 0, *generator.space.size)  # the judge sees the whole image, not a unit's display crop
-        images = dgnam.render(result.codes_last, [whole] * len(result.rows))
-        verdicts = judge_images(judge, images, generator.space)
+        pictures = dgnam.render(result.codes_last, [whole] * len(result.rows))
+        verdicts = judge_images(judge, pictures, generator.space)
         hits = []
         for row, verdict in zip(rows, verdicts):
             row["judge"] = CIFAR_CLASSES[verdict]

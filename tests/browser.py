@@ -145,6 +145,14 @@ class Browser:
             raise RuntimeError(f"{expression!r} threw: {result['exceptionDetails']}")
         return result["result"].get("value")
 
+    def wait_for_condition(self, expression: str) -> None:
+        """Poll a JavaScript expression until it is true (pages update on events after a call returns)."""
+        deadline = time.monotonic() + self.timeout
+        while not self.evaluate(expression):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{expression} never became true")
+            time.sleep(0.05)
+
     def errors(self) -> list[str]:
         """Console errors, uncaught exceptions and failed loads seen so far (and forgets them)."""
         found = []

@@ -75,3 +75,24 @@ def test_demo_plan_steps():
     assert len(targets) == 10 + len(HIDDEN_TARGETS) and restarts == 4 and steps == DEMO_STEPS == 400
     assert plan(False, 4, None, paper=True)[2] == 200 and plan(False, 2, 50)[1:] == (2, 50)
     assert plan(True, 4, None) == ([f"fc8:{i}" for i in range(10)], 1, 60)
+
+
+def test_demo_builds_a_small_atlas_with_examples_when_cifar_images_are_at_hand(quick_demo):
+    from dgn.demo import _FIXTURE_CIFAR, ATLAS_IMAGES
+    from dgn.nets.toy import CIFAR_CLASSES
+
+    out, printed = quick_demo
+    record = json.loads((out / "atlas" / "atlas.json").read_text())
+    text = (out / "atlas" / "layers" / "fc8.js").read_text()
+    fc8 = json.loads(text[text.index("=") + 1 : text.rindex(";")])["units"]
+    assert [u["u"] for u in fc8] == list(range(10)) and all(u["act"] is not None and not u["real"] for u in fc8)
+    assert "atlas of" in printed
+    if _FIXTURE_CIFAR.is_file():  # the shared fixtures' CIFAR-10 JPEGs: examples of conv5, fc6 and fc8
+        index = json.loads((out / "examples" / "examples.json").read_text())
+        assert len(index["images"]) == ATLAS_IMAGES and record["units"] == 64 + 512 + 10
+        # the output units' top real images come mostly from their own class
+        hits = [sum(index["labels"][it["id"]] == name for it in index["layers"]["fc8"]["units"][c]["top"])
+                for c, name in enumerate(CIFAR_CLASSES)]
+        assert sum(hits) >= 0.6 * 9 * 10, hits
+    else:
+        assert record["topk"] is None and record["units"] == 10
