@@ -155,6 +155,7 @@ WRITERS = {
     "video": ["video", "--class", "0"],
     "bounds": ["bounds", "--classifier", "cifar-caffenet", "--layer", "fc6", "--images", "imgs"],
     "topk": ["topk", "--classifier", "cifar-caffenet", "--layers", "fc8", "--images", "imgs"],
+    "atlas": ["atlas", "--runs", "run"],
     "convert": ["convert", "caffe", "--caffemodel", "m.caffemodel", "--arch", "caffenet"],
     "inspect activations": ["inspect", "activations", "--image", "a.png"],
     "inspect filters": ["inspect", "filters"],
