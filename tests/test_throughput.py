@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from dgn.synthesis import DGNAM, ActMaxSettings
-from dgn.throughput import CPU_DEFAULT_BATCH, choose_batch_size, peak_flops, step_flops, use_channels_last
+from dgn.throughput import (
+    CPU_DEFAULT_BATCH,
+    choose_batch_size,
+    cpu_peak,
+    peak_flops,
+    step_flops,
+    use_channels_last,
+)
 from tests.tiny import tiny_pair
 
 
@@ -31,8 +39,23 @@ def test_step_flops_counts_forward_and_backward_to_the_code():
     assert step_flops(dgnam, "fc8:1", batch=3) == 2 * forward
 
 
-def test_peak_is_unknown_on_a_cpu():
-    assert peak_flops(torch.device("cpu"), "bf16") is None
+ZEN3 = "vendor_id\t: AuthenticAMD\ncpu MHz\t\t: 2445.424\nflags\t\t: fpu sse2 avx fma avx2 bmi2\n"
+SAPPHIRE = "vendor_id\t: GenuineIntel\ncpu MHz\t\t: 2000.000\nflags\t\t: avx2 fma avx512f avx512_bf16 amx_bf16 amx_tile\n"
+
+
+def test_cpu_peak_from_what_the_machine_says():
+    zen3 = cpu_peak(ZEN3, max_khz="", capability="AVX2", cores=2)
+    # 2 cores x 2.445 GHz x (2 FMA x 8 fp32 lanes x 2): 156.5 GFLOP/s; no native bf16: the fp32 rate at best
+    assert zen3.flops("fp32") == pytest.approx(2 * 2.445424e9 * 32)
+    assert zen3.flops("bf16") == zen3.flops("fp32") and not zen3.native_bf16
+    assert "a guess" in zen3.sources["clock"]
+    spr = cpu_peak(SAPPHIRE, max_khz="3800000", capability="AVX512", cores=4)
+    assert spr.flops("fp32") == pytest.approx(4 * 3.8e9 * 64) and spr.flops("bf16") == pytest.approx(4 * 3.8e9 * 1024)
+    assert spr.sources["clock"].startswith("cpufreq") and "AMX" in spr.describe("bf16")
+    no_amx = cpu_peak(SAPPHIRE.replace(" amx_bf16 amx_tile", ""), max_khz="3800000", capability="AVX512", cores=1)
+    assert no_amx.flops("bf16") == 2 * no_amx.flops("fp32")
+    assert cpu_peak("flags\t: sse2\n", max_khz="", capability="DEFAULT", cores=1).flops("fp32") is None  # no clock
+    assert peak_flops(torch.device("cpu"), "fp32") == cpu_peak().flops("fp32")
 
 
 def test_batch_size_from_measured_memory():
@@ -56,3 +79,17 @@ def test_channels_last_gives_the_same_step(one_thread):
     fast = use_channels_last(DGNAM(gen2, clf2, ActMaxSettings(steps=3), "cpu"))
     result = fast.optimise(fast.plan(["fc8:1", "fc8:2"]), upper_bound=5.0)
     assert torch.allclose(result.act_end, plain.act_end, rtol=1e-4, atol=1e-4)
+
+
+def test_bf16_on_a_cpu_without_it_is_named_before_the_run(monkeypatch, tmp_path, capsys):
+    from dgn import throughput
+    from dgn.cli import main
+
+    monkeypatch.setattr(throughput, "bf16_is_native", lambda: False)
+    assert "use --precision fp32" in throughput.bf16_warning("cpu")
+    main(["synthesize", "--random-weights", "--target", "fc8:1", "--steps", "1", "--precision", "bf16",
+          "--device", "cpu", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert err.count("dgn: warning: this CPU has no native bf16") == 1
+    monkeypatch.setattr(throughput, "bf16_is_native", lambda: True)
+    assert throughput.bf16_warning("cpu") is None

@@ -58,6 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if getattr(args, "out", None):
             check_writable(args.out, folder=args.command not in FILE_OUTPUTS)
+        if getattr(args, "precision", None) == "bf16":
+            from dgn.throughput import bf16_warning
+
+            note = bf16_warning(getattr(args, "device", "auto"))
+            if note:
+                print(f"dgn: warning: {note}", file=sys.stderr)
         code = command_module(args.command).run(args)
         finished = code == 0
         return code
