@@ -180,6 +180,9 @@ class DGNAM(TargetPlanner):
         self.classifier = classifier.to(self.device)
         self.generator.module.eval()
         self.classifier.module.eval()
+        if self.device.type == "cpu":  # oneDNN's convolutions run 1.2-1.4x faster on NHWC (eval/benchmark.py)
+            for module in (self.generator.module, self.classifier.module):
+                module.to(memory_format=torch.channels_last)
         self._receptive_fields = ReceptiveFields(self.classifier.module, input_shape(self.classifier))
 
     # ----- the optimisation ----------------------------------------------------------------------

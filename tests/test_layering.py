@@ -18,7 +18,7 @@ LAYERS = [  # (name, module patterns relative to dgn), bottom first
     ("spine", ["layers", "targets", "receptive", "models", "caffe.lrcn", "objectives", "engine", "params", "rows",
                "regularisers", "image_grad", "encoding", "starts", "fourier", "maco", "image_settings", "evolvers", "scorers"]),
     ("methods", ["synthesis", "baseline", "video", "pairs", "evolve"]),
-    ("built on the methods", ["outputs", "throughput", "demo", "audit", "bounds", "topk", "training", "inspect",
+    ("built on the methods", ["outputs", "throughput", "demo", "audit", "bounds", "topk", "atlas", "training", "inspect",
                               "inspect.*"]),
     ("command line", ["cli", "cli.*", "__main__"]),
 ]

@@ -61,7 +61,9 @@ def test_both_syntheses_raise_the_sum_above_the_group(one_thread):
 def test_cli_mixes_a_cifar_class(tmp_path, fixtures_dir, capsys, one_thread):
     images = cifar_sample(fixtures_dir, tmp_path / "cifar", per_class=3) / "cat"
     out = tmp_path / "out"
-    assert main(["inspect", "mixture", "--images", str(images), "--k", "3", "--steps", "20",
+    # the default 200 steps: act_max from lr 8 wanders for most of a short schedule (see dgn.demo.QUICK_LR), so
+    # 20 steps could end below the start on some CPUs
+    assert main(["inspect", "mixture", "--images", str(images), "--k", "3",
                  "--baseline-steps", "8", "--device", "cpu", "--out", str(out)]) == 0
     report = json.loads((out / "mixture.json").read_text())
     assert report["images"] == 3 and len(report["units"]) == 3
