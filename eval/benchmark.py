@@ -14,7 +14,7 @@ neither AVX512_BF16 nor AMX) bf16 falls back to slow reference kernels: it is th
 only, to show the cost. Then the image-space baseline (yosinski-3 on AlexNet; FLOPs: twice its forward's, the
 forward and the input gradient) and the video path (the shipped LRCN world, 160 frames as one batch).
 
-    python eval/benchmark.py                       # CPU: fp32 and bf16, batch 1 vs 16, channels-last, % of peak
+    python eval/benchmark.py                       # CPU: fp32 and bf16, batch 1 vs 16, channels-last vs contiguous, % of peak
     python eval/benchmark.py --device cuda         # also peak memory and --batch auto
     python eval/benchmark.py --classifier resnet50 # the fc6 prior driving a torchvision ResNet-50
 
@@ -200,6 +200,18 @@ def main() -> None:
 
     out = output_target(clf.module)
     configs, flops, large_of = {}, {}, {}
+    # DGNAM runs channels-last on a CPU; on a GPU it keeps the contiguous layout: measure the other one beside it
+    other_layout = "contiguous" if device.type == "cpu" else "channels-last"
+
+    def with_layout(layout: str, precision: str) -> DGNAM:
+        method = DGNAM(load_generator("deepsim-fc6", random_weights=True),
+                       load_classifier(args.classifier, random_weights=True), ActMaxSettings(precision=precision), device)
+        if layout == "channels-last":
+            return use_channels_last(method)
+        for module in (method.generator.module, method.classifier.module):
+            module.to(memory_format=torch.contiguous_format)
+        return method
+
     for precision in ("fp32", "bf16"):
         dgnam = DGNAM(gen, clf, ActMaxSettings(precision=precision), device)
         flops[precision] = step_flops(dgnam, out)
@@ -209,10 +221,7 @@ def main() -> None:
         large = choose_batch_size(dgnam, out) if large_text == "auto" else int(large_text)
         large_of[precision] = large
         configs[f"{precision} b{large}"] = (dgnam, out, large)
-        fast = use_channels_last(DGNAM(load_generator("deepsim-fc6", random_weights=True),
-                                       load_classifier(args.classifier, random_weights=True),
-                                       ActMaxSettings(precision=precision), device))
-        configs[f"{precision} b{large} channels-last"] = (fast, out, large)
+        configs[f"{precision} b{large} {other_layout}"] = (with_layout(other_layout, precision), out, large)
     large = large_of["fp32"]
     hidden = () if "hidden" in skip else (("conv3:5", "conv5:5") if args.classifier == "caffenet"
                                           else ("layer2:5", "layer3:5"))
@@ -252,8 +261,8 @@ def main() -> None:
         print(f"{name:24} {rate[name]:13.2f} {achieved / 1e12:8.3f} {share(achieved, peak_flops(device, precision)):>8} "
               f"{share(achieved, reference[precision]):>9}")
     r1, r2 = rate[f"fp32 b{small}"], rate[f"fp32 b{large}"]
-    print(f"fp32 batch {large} / batch {small}: {r2 / r1:.2f}x;  channels-last / default at batch {large}: "
-          f"{rate[f'fp32 b{large} channels-last'] / r2:.2f}x;  bf16 / fp32 at batch {small}: "
+    print(f"fp32 batch {large} / batch {small}: {r2 / r1:.2f}x;  default / {other_layout} at batch {large}: "
+          f"{r2 / rate[f'fp32 b{large} {other_layout}']:.2f}x;  bf16 / fp32 at batch {small}: "
           f"{rate[f'bf16 b{small}'] / r1:.2f}x" + ("" if native_bf16 else " (no native bf16 here)"))
     if f"bf16 b{large}" in rate:
         print(f"bf16 / fp32 at batch {large}: {rate[f'bf16 b{large}'] / r2:.2f}x")
