@@ -179,8 +179,8 @@ def bf16_warning(device: str | torch.device | None) -> str | None:
     if resolved.type != "cpu" or bf16_is_native():
         return None
     return ("this CPU has no native bf16 (oneDNN sees neither AVX512_BF16 nor AMX), so --precision bf16 runs "
-            "PyTorch's slow reference kernels (a CaffeNet act_max step: 20x slower than fp32 on an AMD EPYC with "
-            "AVX2); use --precision fp32")
+            "PyTorch's slow reference kernels (a CaffeNet act_max step: about 30x slower than fp32 on an "
+            "AMD EPYC with AVX2); use --precision fp32")
 
 
 def peak_flops(device: torch.device, precision: str) -> float | None:
