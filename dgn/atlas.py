@@ -30,6 +30,7 @@ from dgn import __version__
 from dgn.errors import DGNError
 from dgn.files import atomic_write_bytes
 
+EAGER_TILES = 24  # images of a page that load at once (about a screen); the rest wait until scrolled into view
 MARKER = "atlas.json"  # written last; its presence marks a folder as an atlas this module may replace
 _TARGET = re.compile(r"^([^:+@]+):(\d+)")
 
@@ -221,7 +222,7 @@ table{border-collapse:collapse}td,th{padding:2px 10px;text-align:left;border-bot
 
 LAYER_SCRIPT = """// The layer page: one page of units at a time, filtered by unit number or class name; state in the URL hash.
 (function () {
-  var data = window.ATLAS_LAYER, size = data.pageSize, grid = document.getElementById("grid");
+  var data = window.ATLAS_LAYER, size = data.pageSize, grid = document.getElementById("grid"), EAGER = data.eager;
   var input = document.getElementById("search"), info = document.getElementById("info");
   function state() {
     var h = new URLSearchParams(location.hash.slice(1));
@@ -232,10 +233,11 @@ LAYER_SCRIPT = """// The layer page: one page of units at a time, filtered by un
     if (/^\\d+$/.test(q)) return unit.u === parseInt(q, 10);
     return unit.search.toLowerCase().split(" ").indexOf(q.toLowerCase()) >= 0;
   }
-  function card(unit) {
+  function card(unit, i) {
     var a = document.createElement("a"), img = document.createElement("img"), cap = document.createElement("div");
     a.href = unit.href; a.className = "card" + (unit.real ? " real" : "");
-    img.src = unit.img; img.loading = "lazy"; img.width = 128; img.height = 128; img.alt = "unit " + unit.u;
+    if (i >= EAGER) img.loading = "lazy";  // the first screen loads at once, the rest as it scrolls into view
+    img.src = unit.img; img.width = 128; img.height = 128; img.alt = "unit " + unit.u;
     cap.textContent = unit.u + (unit.act === null ? "" : " \\u00b7 " + unit.act) + (unit.classes ? " \\u00b7 " + unit.classes : "");
     a.appendChild(img); a.appendChild(cap); return a;
   }
@@ -244,7 +246,7 @@ LAYER_SCRIPT = """// The layer page: one page of units at a time, filtered by un
     var pages = Math.max(1, Math.ceil(shown.length / size)), p = Math.min(s.p, pages);
     if (input.value !== s.q) input.value = s.q;
     grid.textContent = "";
-    shown.slice((p - 1) * size, p * size).forEach(function (u) { grid.appendChild(card(u)); });
+    shown.slice((p - 1) * size, p * size).forEach(function (u, i) { grid.appendChild(card(u, i)); });
     info.textContent = shown.length + " of " + data.units.length + " units, page " + p + " of " + pages;
     document.getElementById("prev").disabled = p <= 1;
     document.getElementById("next").disabled = p >= pages;
@@ -273,6 +275,7 @@ class _SiteWriter:
     def __init__(self, root: Path, sources: AtlasSources, page_size: int) -> None:
         self.root, self.sources, self.page_size = root, sources, page_size
         self.copied: dict[Path, str] = {}
+        self.tiles_on_page = 0  # the first EAGER_TILES images of a page load at once, later ones lazily
 
     def image(self, src: Path, group: str) -> str:
         """Copy ``src`` into ``img/<group>/`` once; its path relative to the site root."""
@@ -290,7 +293,9 @@ class _SiteWriter:
         return f"units/{_slug(layer)}/{unit}.html"
 
     def tile(self, src: Path, group: str, caption: str, depth: int, href: str | None = None, real: bool = False) -> str:
-        img = f'<img src="{"../" * depth}{self.image(src, group)}" width="128" height="128" loading="lazy" alt="">'
+        self.tiles_on_page += 1
+        lazy = ' loading="lazy"' if self.tiles_on_page > EAGER_TILES else ""
+        img = f'<img src="{"../" * depth}{self.image(src, group)}" width="128" height="128"{lazy} alt="">'
         if href:
             img = f'<a href="{escape(href)}">{img}</a>'
         return f'<figure class="tile{" real" if real else ""}">{img}<figcaption>{caption}</figcaption></figure>'
@@ -360,7 +365,7 @@ class _SiteWriter:
                             "classes": " ".join(name for name, _ in unit.classes()[:3]),
                             "search": " ".join(name for name, _ in unit.classes()),
                             "href": "../" + self.unit_href(layer, unit.unit)})
-        data = {"layer": layer, "pageSize": self.page_size, "units": entries}
+        data = {"layer": layer, "pageSize": self.page_size, "eager": EAGER_TILES, "units": entries}
         slug = _slug(layer)
         atomic_write_bytes(self.root / "layers" / f"{slug}.js",
                            f"window.ATLAS_LAYER = {json.dumps(data)};\n".encode())
@@ -376,6 +381,7 @@ class _SiteWriter:
 
     def unit_page(self, unit: AtlasUnit, previous: AtlasUnit | None, following: AtlasUnit | None) -> None:
         depth, layer = 2, unit.layer
+        self.tiles_on_page = 0
         up = "../" * depth
         nav = [f'<a href="{up}index.html">{escape(self.sources.title)}</a>',
                f'<a href="{up}layers/{_slug(layer)}.html">{escape(layer)}</a>', f"unit {unit.unit}"]

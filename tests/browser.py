@@ -21,6 +21,7 @@ from typing import Self
 
 TRAMPOLINE = ("import os, sys; r, w = int(sys.argv[1]), int(sys.argv[2]); os.dup2(r, 3); os.dup2(w, 4); "
               "os.close(r); os.close(w); os.execv(sys.argv[3], sys.argv[3:])")
+FIREFOXES = ("firefox", "firefox-esr")
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 
 
@@ -173,3 +174,20 @@ class Browser:
         img.loading = "eager";
         return img.decode().then(function () { return img.naturalWidth; }, function () { return 0; });
     }))"""
+
+
+def find_firefox() -> str | None:
+    """Firefox on PATH, else None."""
+    return next((path for path in map(shutil.which, FIREFOXES) if path), None)
+
+
+def firefox_screenshot(executable: str, url: str, path: Path, size: tuple[int, int] = (1000, 800)) -> Path:
+    """A headless Firefox's picture of ``url`` once it has loaded (Firefox's own ``--screenshot``)."""
+    profile = tempfile.mkdtemp(prefix="dgn-firefox-")
+    try:
+        subprocess.run([executable, "--headless", "--no-remote", "--profile", profile,
+                        f"--window-size={size[0]},{size[1]}", "--screenshot", str(path), url],
+                       check=True, timeout=120, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    return path

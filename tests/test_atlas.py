@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from PIL import Image
 from dgn.atlas import build_atlas, histogram_svg
 from dgn.cli import main
 from dgn.nets.toy import CIFAR_CLASSES
-from tests.browser import Browser, find_chromium
+from tests.browser import Browser, find_chromium, find_firefox, firefox_screenshot
 
 CLASSIFIER = ["--classifier", "cifar-caffenet", "--device", "cpu"]
 MODELS = ["--generator", "cifar-deepsim-fc6", *CLASSIFIER]
@@ -212,3 +213,27 @@ def test_the_browser_check_sees_a_broken_image_and_a_script_error(tmp_path):
         assert browser.evaluate(Browser.IMAGE_WIDTHS) == [0]
         errors = browser.errors()
         assert any("undefinedFunction" in e for e in errors) and any("missing.png" in e for e in errors), errors
+
+
+FIREFOX = find_firefox()
+
+
+def _colourful(picture: Path) -> int:
+    """Distinct strongly coloured pixel values: images bring thousands, text, links and placeholders few."""
+    rgb = np.asarray(Image.open(picture).convert("RGB")).reshape(-1, 3).astype(int)
+    strong = rgb[(rgb.max(1) - rgb.min(1)) > 40]
+    return len(np.unique(strong, axis=0))
+
+
+@pytest.mark.skipif(FIREFOX is None, reason="no Firefox installed (apt-get install firefox-esr); the atlas is "
+                    "checked in Firefox only where it is")
+def test_firefox_draws_the_layer_grid_with_its_images(world, site, tmp_path):
+    out, _ = site
+    # fc8's grid is drawn by the page's script: Firefox must run it and decode the images it names
+    shown = firefox_screenshot(FIREFOX, (out / "layers" / "fc8.html").as_uri(), tmp_path / "fc8.png")
+    unit = firefox_screenshot(FIREFOX, (out / "units" / "fc8" / "0.html").as_uri(), tmp_path / "unit.png")
+    broken = tmp_path / "broken"  # the same site without its images: the negative control
+    shutil.copytree(out, broken, ignore=shutil.ignore_patterns("img"))
+    missing = firefox_screenshot(FIREFOX, (broken / "layers" / "fc8.html").as_uri(), tmp_path / "missing.png")
+    without = _colourful(missing)  # the links' anti-aliased edges: a few hundred (299 when written)
+    assert _colourful(shown) > 5 * without and _colourful(unit) > 5 * without, (without, _colourful(shown))
