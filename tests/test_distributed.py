@@ -175,3 +175,30 @@ def test_leave_world_destroys_the_group_so_no_rank_aborts_at_exit(tmp_path, fini
     leave_world(finished)
     assert not dist.is_initialized()
     leave_world(finished)  # and a second call (or a run that never joined) is a no-op
+
+
+def test_two_process_topk_equals_a_single_process_pass(tmp_path):
+    """dgn topk's chunks go round 2 torchrun ranks and the merged examples equal one process's, crops included."""
+    import numpy as np
+    from PIL import Image
+    from safetensors.torch import load_file
+
+    rng = np.random.RandomState(0)
+    for i in range(22):
+        path = tmp_path / "imgs" / ("cat" if i % 2 else "dog") / f"{i:02d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.randint(0, 256, (32, 32, 3), dtype=np.uint8)).save(path)
+    run = ["topk", "--classifier", "cifar-caffenet", "--layers", "conv5,fc8", "--images", "imgs", "--k", "3",
+           "--bottom", "1", "--sample", "8", "--batch-size", "4", "--device", "cpu"]
+    single = _dgn([*run, "--out", "single"], tmp_path, [])
+    assert single.returncode == 0, single.stderr
+    sharded = _dgn([*run, "--out", "sharded"], tmp_path, TORCHRUN)
+    assert sharded.returncode == 0, sharded.stderr[-2000:]
+    one, two = (load_file(tmp_path / name / "examples.safetensors") for name in ("single", "sharded"))
+    assert one.keys() == two.keys() and all(one[k].equal(two[k]) for k in one)
+    index_one, index_two = (json.loads((tmp_path / name / "examples.json").read_text()) for name in ("single", "sharded"))
+    assert index_two["config"].pop("ranks") == 2 and index_one["config"].pop("ranks") == 1
+    assert index_one == index_two
+    for crop in (tmp_path / "single" / "crops").rglob("*.png"):
+        assert crop.read_bytes() == (tmp_path / "sharded" / crop.relative_to(tmp_path / "single")).read_bytes()
+    assert not (tmp_path / "sharded" / "state").exists()
