@@ -80,98 +80,107 @@ def _layer_names(topk_index: dict | None) -> dict[str, str]:
     return names
 
 
-def read_sources(runs: Sequence[str | Path] = (), topk: str | Path | None = None,
-                 pairs: Sequence[str | Path] = (), audits: Sequence[str | Path] = (),
-                 title: str | None = None) -> AtlasSources:
-    """Read run folders (``dgn synthesize``/``baseline``/``evolve``/``demo``), a ``dgn topk`` folder, pair runs
-    and audits into the atlas's units; refuse inputs that belong to different classifiers."""
-    from dgn.outputs import read_manifest
-    from dgn.topk import TopExamples, _unit_items
+class _Collector:
+    """Gathers what every source says about each unit, under the layer names the atlas shows."""
 
-    if not runs and topk is None:
-        raise DGNError("an atlas needs --runs, --topk or both")
-    examples = TopExamples.read(topk) if topk is not None else None
-    names = _layer_names(examples.index if examples else None)
-    layers: dict[str, dict[int, AtlasUnit]] = {}
+    def __init__(self, names: dict[str, str]) -> None:
+        self.names = names
+        self.layers: dict[str, dict[int, AtlasUnit]] = {}
+        self.classifier: str | None = None
 
-    def unit_of(layer: str, unit: int) -> AtlasUnit:
-        shown = names.get(layer, layer)
-        return layers.setdefault(shown, {}).setdefault(unit, AtlasUnit(shown, unit))
+    def unit(self, layer: str, unit: int) -> AtlasUnit:
+        shown = self.names.get(layer, layer)
+        return self.layers.setdefault(shown, {}).setdefault(unit, AtlasUnit(shown, unit))
 
-    classifier = examples.index.get("config", {}).get("classifier") if examples else None
-    info = None
-    if examples is not None:
+    def add_examples(self, examples) -> dict:
+        """Every unit's top and bottom examples and activation sample from a ``dgn topk`` output."""
+        self.classifier = examples.index.get("config", {}).get("classifier")
+        if examples.images and not Path(examples.images[0]).is_file():
+            raise DGNError(f"the dataset images of {examples.folder} are not where dgn topk read them "
+                           f"({examples.images[0]}); put them back or rerun dgn topk")
         labels = examples.index.get("labels") or []
         for canonical, ex in examples.layers.items():
-            layers.setdefault(names[canonical], {})
-            entries = examples.index["layers"][canonical]["units"]
             for u in range(ex.units):
-                unit = unit_of(canonical, u)
+                unit = self.unit(canonical, u)
                 for kind, bottom in (("top", False), ("bottom", True)):
-                    items = _unit_items(ex, u, bottom)
-                    crops = entries[u].get(kind, [])
                     getattr(unit, kind).extend(
-                        {"score": item["score"], "id": item["id"],
-                         "src": examples.folder / crop["crop"] if crop.get("crop") else Path(examples.images[item["id"]]),
-                         "label": labels[item["id"]] if labels else None}
-                        for item, crop in zip(items, crops))
+                        {"score": item["score"], "label": labels[item["id"]] if labels else None,
+                         "src": examples.folder / item["crop"] if item.get("crop") else Path(item["image"])}
+                        for item in examples.unit(canonical, u, bottom))
                 if ex.sample.numel():
                     sample = ex.sample[u].numpy()
                     unit.sample = sample[np.isfinite(sample)]
-        missing = [p for p in examples.images[:1] if not Path(p).is_file()]
-        if missing:
-            raise DGNError(f"the dataset images of {topk} are not where dgn topk read them ({missing[0]}); "
-                           "put them back or rerun dgn topk")
-        info = {"folder": str(topk), "images": len(examples.images), "k": examples.index["config"].get("k"),
-                "bottom": examples.index["config"].get("bottom"), "sample": examples.index.get("sample")}
+        config = examples.index["config"]
+        return {"folder": str(examples.folder), "images": len(examples.images), "k": config.get("k"),
+                "bottom": config.get("bottom"), "sample": examples.index.get("sample")}
 
-    run_infos = []
-    for i, folder in enumerate(runs):
-        folder = Path(folder)
+    def add_run(self, folder: Path, index: int) -> dict:
+        """A run's single-unit rows as preferred images; refuses a run of another classifier."""
+        from dgn.outputs import read_manifest
+
         manifest = read_manifest(folder)
         config = manifest.get("config") or {}
         name = (config.get("classifier") or {}).get("name")
-        if classifier is None:
-            classifier = name
-        elif name is not None and name != classifier:
-            raise DGNError(f"run {folder} was made on classifier {name!r}, the atlas shows {classifier!r}")
+        if self.classifier is None:
+            self.classifier = name
+        elif name is not None and name != self.classifier:
+            raise DGNError(f"run {folder} was made on classifier {name!r}, the atlas shows {self.classifier!r}")
         kept = 0
         for row in manifest.get("rows", []):
             if row.get("unit") is None or "partner" in row or "+" in row["target"] or row.get("kind") is not None:
                 continue
-            unit_of(row["layer"], int(row["unit"])).rows.append({**row, "run": i, "src": folder / row["image"]})
+            self.unit(row["layer"], int(row["unit"])).rows.append({**row, "run": index, "src": folder / row["image"]})
             kept += 1
-        run_infos.append({"name": folder.name, "folder": str(folder), "method": config.get("method", "?"),
-                          "generator": (config.get("generator") or {}).get("name"), "rows": kept})
+        return {"name": folder.name, "folder": str(folder), "method": config.get("method", "?"),
+                "generator": (config.get("generator") or {}).get("name"), "rows": kept}
 
-    pair_infos = []
-    for folder in map(Path, pairs):
+    def add_pairs(self, folder: Path) -> dict:
+        """A pair run's pair images, on both units' pages."""
+        from dgn.outputs import read_manifest
+
         rows = [r for r in read_manifest(folder).get("rows", []) if "partner" in r]
         if not rows:
             raise DGNError(f"{folder} holds no pair rows (a dgn pair run)")
         for row in rows:
             a, b = (_TARGET.match(part) for part in row["target"].split("+", 1))
-            if a is None or b is None:
-                continue
-            row = {**row, "src": folder / row["image"], "pair_run": len(pair_infos)}
-            unit_of(a[1], int(a[2])).pairs.append({**row, "partner_of_unit": b[0], "own": "act_a"})
-            unit_of(b[1], int(b[2])).pairs.append({**row, "partner_of_unit": a[0], "own": "act_b"})
-        pair_infos.append({"folder": str(folder), "picture": folder / "pairs.png", "rows": len(rows)})
+            if a is not None and b is not None:
+                self.unit(a[1], int(a[2])).pairs.append({**row, "src": folder / row["image"], "partner_of_unit": b[0]})
+                self.unit(b[1], int(b[2])).pairs.append({**row, "src": folder / row["image"], "partner_of_unit": a[0]})
+        return {"folder": str(folder), "picture": folder / "pairs.png", "rows": len(rows)}
 
-    audit_infos = []
-    for folder in map(Path, audits):
+    @staticmethod
+    def read_audit(folder: Path) -> dict:
+        """An audit's verdicts, by the resolved path of each audited image."""
         path = folder / "audit.json"
         if not path.is_file():
             raise DGNError(f"{folder} holds no audit.json (a dgn audit output)")
         content = json.loads(path.read_text())
-        by_path = {str(Path(it["path"]).resolve()): it for it in content.get("items", []) if it.get("path")}
-        audit_infos.append({"folder": str(folder), "flagged": content.get("flagged"),
-                            "items": len(content.get("items", [])), "montage": folder / "montage.png",
-                            "by_path": by_path})
-    order = list(dict.fromkeys([*(_layer_names(examples.index).values() if examples else []), *layers]))
-    layers = {name: dict(sorted(layers[name].items())) for name in order if name in layers}
-    return AtlasSources(title or f"Atlas of {classifier or 'a network'}", classifier, layers, run_infos, info,
-                        pair_infos, audit_infos, names)
+        items = content.get("items", [])
+        return {"folder": str(folder), "flagged": content.get("flagged"), "items": len(items),
+                "montage": folder / "montage.png",
+                "by_path": {str(Path(it["path"]).resolve()): it for it in items if it.get("path")}}
+
+
+def read_sources(runs: Sequence[str | Path] = (), topk: str | Path | None = None,
+                 pairs: Sequence[str | Path] = (), audits: Sequence[str | Path] = (),
+                 title: str | None = None) -> AtlasSources:
+    """Read run folders (``dgn synthesize``/``baseline``/``evolve``/``demo``), a ``dgn topk`` folder, pair runs
+    and audits into the atlas's units; refuse inputs that belong to different classifiers."""
+    from dgn.topk import TopExamples
+
+    if not runs and topk is None:
+        raise DGNError("an atlas needs --runs, --topk or both")
+    examples = TopExamples.read(topk) if topk is not None else None
+    names = _layer_names(examples.index if examples else None)
+    collect = _Collector(names)
+    info = collect.add_examples(examples) if examples is not None else None
+    run_infos = [collect.add_run(Path(folder), i) for i, folder in enumerate(runs)]
+    pair_infos = [collect.add_pairs(Path(folder)) for folder in pairs]
+    audit_infos = [_Collector.read_audit(Path(folder)) for folder in audits]
+    order = list(dict.fromkeys([*names.values(), *collect.layers]))  # the network's order first
+    layers = {name: dict(sorted(collect.layers[name].items())) for name in order if name in collect.layers}
+    return AtlasSources(title or f"Atlas of {collect.classifier or 'a network'}", collect.classifier, layers,
+                        run_infos, info, pair_infos, audit_infos, names)
 
 
 def _slug(name: str) -> str:

@@ -120,6 +120,11 @@ def _keep(scores: torch.Tensor, ids: torch.Tensor, positions: torch.Tensor, k: i
     return scores.gather(1, order), ids.gather(1, order), positions.gather(1, order[..., None].expand(-1, -1, 2))
 
 
+def _fitted(paths: Sequence[str | Path], size: tuple[int, int], fit_mode: str) -> torch.Tensor:
+    """Images as RGB 0..1 (B, 3, H, W), each fitted to ``size``."""
+    return torch.cat([spaces.fit(load_images([p]), size, fit_mode) for p in paths])
+
+
 def unit_scores(acts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per image and unit, the score and its (y, x): acts (B, C, H, W) -> (C, B), (C, B, 2) (the highest
     activation over positions); acts (B, U) -> (U, B) and -1 positions."""
@@ -205,7 +210,7 @@ class ExampleFinder:
 
     def load(self, paths: Sequence[str | Path]) -> torch.Tensor:
         """Images as the classifier sees them: RGB 0..1 (B, 3, H, W), fitted to its input size."""
-        return torch.cat([spaces.fit(load_images([p]), self.classifier.space.size, self.fit_mode) for p in paths])
+        return _fitted(paths, self.classifier.space.size, self.fit_mode)
 
     @torch.no_grad()
     def empty(self, first: torch.Tensor) -> dict[str, LayerExamples]:
@@ -247,7 +252,7 @@ class ExampleFinder:
 
     def run(self, paths: Sequence[str | Path], batch_size: int = 64, rank: int = 0, world_size: int = 1,
             checkpoint: str | Path | None = None, checkpoint_every: int = 50,
-            progress: Callable[[int], None] | None = None) -> dict[str, LayerExamples]:
+            progress: Callable[[int], None] | None = None, workers: int = 0) -> dict[str, LayerExamples]:
         """This rank's pass over its chunks of ``paths`` (all of them in a single process).
 
         Args:
@@ -256,6 +261,7 @@ class ExampleFinder:
             checkpoint: a file to save the examples to every ``checkpoint_every`` chunks and to resume from
                 (it must come from the same network, layers, k, images and chunking).
             progress: called with the number of images each chunk advanced.
+            workers: processes decoding the next chunks while the network scores this one (0: decode here).
         """
         names = [str(p) for p in paths]
         if not names:
@@ -269,8 +275,8 @@ class ExampleFinder:
             examples, done = self._load_checkpoint(Path(checkpoint), fingerprint)
             if progress is not None:
                 progress(sum(len(c) for c in mine[:done]))
-        for n, chunk in enumerate(mine[done:], start=done):
-            self.update(examples, self.load([names[i] for i in chunk]), torch.tensor(list(chunk), dtype=torch.int64))
+        for n, (chunk, images) in enumerate(zip(mine[done:], self._decoded(names, mine[done:], workers)), start=done):
+            self.update(examples, images, torch.tensor(list(chunk), dtype=torch.int64))
             if progress is not None:
                 progress(len(chunk))
             if checkpoint is not None and (n + 1) % checkpoint_every == 0 and n + 1 < len(mine):
@@ -278,6 +284,14 @@ class ExampleFinder:
         if not examples:  # this rank had no chunk
             examples = self.empty(self.load([names[0]]))
         return examples
+
+    def _decoded(self, names: list[str], chunks: list[range], workers: int):
+        """The chunks' images in order, decoded here or by ``workers`` DataLoader processes ahead of use."""
+        if workers <= 0:
+            return (self.load([names[i] for i in chunk]) for chunk in chunks)
+        from torch.utils.data import DataLoader
+
+        return iter(DataLoader(_ChunkImages(self, names, chunks), batch_size=None, num_workers=workers))
 
     def _save_checkpoint(self, path: Path, examples: dict[str, LayerExamples], done: int, fingerprint: str) -> None:
         save_examples(path, examples, {"chunks_done": str(done), "fingerprint": fingerprint})
@@ -288,6 +302,19 @@ class ExampleFinder:
             raise DGNError(f"{path} was written by a pass with another network, layers, k, image list or batch size; "
                            "delete it or rerun with the same options")
         return examples, int(meta["chunks_done"])
+
+
+class _ChunkImages(torch.utils.data.Dataset):
+    """Item c: chunk c's images as the finder loads them (for DataLoader workers)."""
+
+    def __init__(self, finder: ExampleFinder, names: list[str], chunks: list[range]) -> None:
+        self.size, self.fit_mode, self.names, self.chunks = finder.classifier.space.size, finder.fit_mode, names, chunks
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, c: int) -> torch.Tensor:
+        return _fitted([self.names[i] for i in self.chunks[c]], self.size, self.fit_mode)
 
 
 def read_examples(path: str | Path) -> tuple[dict[str, LayerExamples], dict[str, str]]:

@@ -5,6 +5,7 @@ Each measurement runs in its own process (peak resident memory is per process), 
 - all units of conv5, fc6, fc7 and fc8 in one pass vs one pass per layer: images per second and the ratio;
 - the same all-layers pass over 2,000 vs 10,000 images: peak memory (flat when the per-unit heaps, not the
   activations, are what is kept);
+- the all-layers pass with images decoded in the main process vs by ``--workers`` DataLoader processes ahead;
 - where ``--examples-out`` is given, it also keeps that all-layers pass's output (the CIFAR world's
   examples, for ``dgn synthesize --topk`` and the README's figure).
 
@@ -27,7 +28,7 @@ FIXTURES = REPO.parent / "shared" / "fixtures"
 LAYERS = ["conv5", "fc6", "fc7", "fc8"]
 
 
-def worker(images: str, layers: list[str], limit: int, batch: int, k: int, out: str | None) -> dict:
+def worker(images: str, layers: list[str], limit: int, batch: int, k: int, out: str | None, workers: int = 0) -> dict:
     """One pass in this process: seconds, images per second, peak resident memory (MiB)."""
     sys.path.insert(0, str(REPO))
     from dgn.data import ImageFolderDataset
@@ -39,7 +40,7 @@ def worker(images: str, layers: list[str], limit: int, batch: int, k: int, out: 
     classifier = load_classifier("cifar-caffenet")
     finder = ExampleFinder(classifier, layers, k=k)
     t0 = time.perf_counter()
-    examples = finder.run(paths, batch_size=batch)
+    examples = finder.run(paths, batch_size=batch, workers=workers)
     seconds = time.perf_counter() - t0
     if out:
         config = {"classifier": classifier.name, "layers": finder.layers, "k": k, "bottom": 0, "images": images,
@@ -50,9 +51,10 @@ def worker(images: str, layers: list[str], limit: int, batch: int, k: int, out: 
             "peak_rss_mib": rss}
 
 
-def measure(images: Path, layers: list[str], limit: int, batch: int, k: int, out: str | None = None) -> dict:
+def measure(images: Path, layers: list[str], limit: int, batch: int, k: int, out: str | None = None,
+            workers: int = 0) -> dict:
     command = [sys.executable, __file__, "--worker", "--images", str(images), "--layers", ",".join(layers),
-               "--limit", str(limit), "--batch-size", str(batch), "--k", str(k)]
+               "--limit", str(limit), "--batch-size", str(batch), "--k", str(k), "--workers", str(workers)]
     if out:
         command += ["--examples-out", out]
     done = subprocess.run(command, check=True, capture_output=True, text=True)
@@ -67,11 +69,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--k", type=int, default=9)
     p.add_argument("--examples-out", default=None)
+    p.add_argument("--workers", type=int, default=1, help="decoding processes of the last measurement (default 1)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     layers = args.layers.split(",")
     if args.worker:
-        print(json.dumps(worker(args.images, layers, args.limit, args.batch_size, args.k, args.examples_out)))
+        print(json.dumps(worker(args.images, layers, args.limit, args.batch_size, args.k, args.examples_out,
+                                args.workers)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         images = Path(args.images) if args.images else None
@@ -83,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         together = measure(images, layers, args.limit, args.batch_size, args.k, args.examples_out)
         alone = [measure(images, [layer], args.limit, args.batch_size, args.k) for layer in layers]
         small = measure(images, layers, 2_000, args.batch_size, args.k)
+        decoded = measure(images, layers, args.limit, args.batch_size, args.k, workers=args.workers)
     apart_s = sum(r["seconds"] for r in alone)
     print(f"dgn topk on {together['images']} CIFAR-10 test JPEGs, cifar-caffenet, k={args.k}, batch {args.batch_size}")
     print(f"  all of {'+'.join(layers)} in one pass: {together['seconds']:.1f} s, {together['images_per_s']:.0f} images/s, "
@@ -92,7 +97,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  one layer at a time: {apart_s:.1f} s in all; one pass is x{apart_s / together['seconds']:.2f} faster")
     print(f"  memory: {small['peak_rss_mib']:.0f} MiB at {small['images']} images vs {together['peak_rss_mib']:.0f} MiB "
           f"at {together['images']}")
-    report = {"together": together, "alone": alone, "small": small, "ratio_alone_over_together": apart_s / together["seconds"]}
+    print(f"  with {args.workers} decoding worker(s): {decoded['images_per_s']:.0f} images/s "
+          f"(x{decoded['images_per_s'] / together['images_per_s']:.2f} against decoding in the main process)")
+    report = {"decoded_by_workers": decoded, "together": together, "alone": alone, "small": small, "ratio_alone_over_together": apart_s / together["seconds"]}
     print(json.dumps(report))
 
 

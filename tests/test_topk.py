@@ -200,3 +200,12 @@ def test_multifaceted_restarts_start_from_the_clusters_of_a_units_top_images(tmp
     assert main(["synthesize", *world, "--generator", "cifar-deepsim-fc6", "--target", "fc8:4", "--facets",
                  "--out", str(tmp_path / "no")]) == 2
     assert "--topk" in capsys.readouterr().err
+
+
+def test_images_decoded_by_worker_processes_give_the_same_examples(tmp_path, one_thread):
+    paths = _images(tmp_path, n=11)
+    finder = ExampleFinder(tiny_pair()[1], ["conv2", "fc8"], k=3, bottom=1, sample=5)
+    here, workers = finder.run(paths, batch_size=3), finder.run(paths, batch_size=3, workers=2)
+    for layer, ex in here.items():
+        for name, value in ex.tensors().items():
+            assert torch.equal(value, workers[layer].tensors()[name]), name

@@ -22,6 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sample", type=int, default=2000,
                    help="evenly spaced images whose score of every unit is kept, for the atlas's histograms "
                         "(default 2000; 0: none)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes decoding images ahead of the network (default 1; 0: decode in the main process)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass and per chunk")
     p.add_argument("--limit", type=int, default=None, help="use only the first N images (in sorted order)")
     p.add_argument("--fit", choices=["auto", "crop", "resize"], default="auto",
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     part = state / f"rank-{world.rank:04d}.safetensors"
     with progress_bar(len(paths) // world.size, "topk (images)", world.is_main) as progress:
         examples = finder.run(paths, args.batch_size, world.rank, world.size, checkpoint=part,
-                              checkpoint_every=args.checkpoint_every, progress=progress)
+                              checkpoint_every=args.checkpoint_every, progress=progress, workers=args.workers)
     if world.distributed:
         save_examples(state / f"done-{world.rank:04d}.safetensors", examples)
         barrier(world)
