@@ -301,12 +301,11 @@ class _SiteWriter:
     def unit_href(self, layer: str, unit: int) -> str:
         return f"units/{_slug(layer)}/{unit}.html"
 
-    def tile(self, src: Path, group: str, caption: str, depth: int, href: str | None = None, real: bool = False) -> str:
+    def tile(self, src: Path, group: str, caption: str, depth: int, real: bool = False) -> str:
+        """A figure: the image (copied once) and its caption (HTML)."""
         self.tiles_on_page += 1
         lazy = ' loading="lazy"' if self.tiles_on_page > EAGER_TILES else ""
         img = f'<img src="{"../" * depth}{self.image(src, group)}" width="128" height="128"{lazy} alt="">'
-        if href:
-            img = f'<a href="{escape(href)}">{img}</a>'
         return f'<figure class="tile{" real" if real else ""}">{img}<figcaption>{caption}</figcaption></figure>'
 
     def write(self, progress: Callable[[int], None] | None = None) -> dict:
