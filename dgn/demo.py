@@ -235,9 +235,7 @@ def demo_examples(out: Path, classifier: Classifier, images: str | Path | None,
     finder = ExampleFinder(classifier, ATLAS_LAYERS, k=9, device=device, sample=ATLAS_IMAGES)
     examples = finder.run(paths, batch_size=250)
     labels = [p.parent.name for p in paths] if dataset.classes else None
-    config = {"classifier": classifier.name, "layers": finder.layers, "k": 9, "bottom": 0, "sample": ATLAS_IMAGES,
-              "images": str(root), "count": len(paths), "fit": "auto", "batch_size": 250, "ranks": 1}
-    write_examples(folder, examples, finder, paths, root, labels, config=config)
+    write_examples(folder, examples, finder, paths, root, labels, config={"batch_size": 250, "ranks": 1})
     return folder
 
 

@@ -358,7 +358,8 @@ def write_examples(out_dir: str | Path, examples: dict[str, LayerExamples], find
 
     Files: ``examples.safetensors`` (every layer's scores, image indices and positions), ``examples.json``
     (the index: config, images relative to ``root`` with their class names, the activation sample's stride
-    and size, and per layer and unit its examples with score, position and crop file) and, for spatial layers with ``crops``,
+    and size, and per layer and unit its examples with score, position and crop file; the config records the
+    network, layers, k, bottom, sample, image root, count and fit, plus ``config``'s other keys) and, for spatial layers with ``crops``,
     ``crops/<layer>/<unit>_<i>.png`` (top) and ``<unit>_b<i>.png`` (bottom): the receptive field of the
     position that scored, in the image as the network saw it.
     """
@@ -387,7 +388,10 @@ def write_examples(out_dir: str | Path, examples: dict[str, LayerExamples], find
         save_png(out / name, (patch.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy())
         return name
 
-    index: dict = {"config": config or {}, "root": str(root), "images": rel,
+    config = {"classifier": finder.classifier.name, "layers": finder.layers, "k": finder.k, "bottom": finder.bottom,
+              "sample": finder.sample, "images": str(root), "count": len(paths), "fit": finder.fit_mode,
+              **(config or {})}
+    index: dict = {"config": config, "root": str(root), "images": rel,
                    "labels": list(labels) if labels is not None else None,
                    "sample": {"stride": finder.stride, "size": finder.sample_slots}, "layers": {}}
     aliases = {v: k for k, v in aliases_for(finder.classifier.module).items()}
@@ -406,7 +410,7 @@ def write_examples(out_dir: str | Path, examples: dict[str, LayerExamples], find
                     entry[kind] = items
             units.append(entry)
         index["layers"][name] = {"alias": aliases.get(name), "spatial": ex.spatial, "units": units}
-    save_examples(out / "examples.safetensors", examples, {"config": json.dumps(config or {}, default=str)})
+    save_examples(out / "examples.safetensors", examples, {"config": json.dumps(config, default=str)})
     atomic_write_bytes(out / "examples.json", json.dumps(index, default=str).encode())
     return index
 

@@ -43,9 +43,8 @@ def worker(images: str, layers: list[str], limit: int, batch: int, k: int, out: 
     examples = finder.run(paths, batch_size=batch, workers=workers)
     seconds = time.perf_counter() - t0
     if out:
-        config = {"classifier": classifier.name, "layers": finder.layers, "k": k, "bottom": 0, "images": images,
-                  "count": len(paths), "fit": "auto", "batch_size": batch, "ranks": 1}
-        write_examples(out, examples, finder, paths, images, [dataset.classes[i] for i in labels], config=config)
+        write_examples(out, examples, finder, paths, images, [dataset.classes[i] for i in labels],
+                       config={"batch_size": batch, "ranks": 1})
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"layers": layers, "images": len(paths), "seconds": seconds, "images_per_s": len(paths) / seconds,
             "peak_rss_mib": rss}

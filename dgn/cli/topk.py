@@ -68,11 +68,8 @@ def run(args: argparse.Namespace) -> int:
             return 0
         examples = merge_parts([read_examples(state / f"done-{r:04d}.safetensors")[0] for r in range(world.size)])
     class_names = [dataset.classes[i] if i >= 0 else None for i in labels] if dataset.classes else None
-    config = {"classifier": classifier.name, "layers": finder.layers, "k": args.k, "bottom": args.bottom,
-              "sample": args.sample,
-              "images": str(root), "count": len(paths), "fit": args.fit, "batch_size": args.batch_size,
-              "ranks": world.size}
-    write_examples(out, examples, finder, paths, root, class_names, crops=not args.no_crops, config=config)
+    write_examples(out, examples, finder, paths, root, class_names, crops=not args.no_crops,
+                   config={"batch_size": args.batch_size, "ranks": world.size})
     shutil.rmtree(state, ignore_errors=True)
     sizes = ", ".join(f"{name} {ex.units}" for name, ex in examples.items())
     print(f"top {args.k}{f' and bottom {args.bottom}' if args.bottom else ''} of {len(paths)} images for every unit "
