@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,7 @@ from dgn.maco import CropsAndNoise, MacoImages
 from dgn.models import Classifier, input_shape, model_record
 from dgn.objectives import FeatureAnchor, Objective, UnitObjective, as_objective
 from dgn.params import Pixels, resize
+from dgn.placement import place
 from dgn.receptive import ReceptiveFields
 from dgn.rows import (
     Row,
@@ -149,8 +150,7 @@ class ImageAM(TargetPlanner):
         self.settings = settings or ImageAMSettings()
         self.magnitude = magnitude
         self.device = resolve_device(device)
-        self.classifier = classifier.to(self.device)
-        self.classifier.module.eval()
+        self.classifier = replace(classifier, module=place(classifier.module, self.device, self.settings.precision))
         self.size: tuple[int, int] = tuple(input_shape(classifier)[1:])
         self.work_space = spaces.CAFFE_BGR_IMAGENET.with_size(self.size)
         # Work-space value + offset = 0..255 pixel value (BGR).

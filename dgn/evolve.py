@@ -31,6 +31,7 @@ from dgn.evolvers import OPTIMIZERS, Genetic, SeparableCMAES, initial_population
 from dgn.files import atomic_write_bytes
 from dgn.models import Classifier, Generator, input_shape, model_record
 from dgn.params import render_codes, upper_bound_tensor
+from dgn.placement import place
 from dgn.receptive import ReceptiveFields, generator_view_box
 from dgn.render import line_plot, montage, save_png, to_uint8
 from dgn.rows import Row, RowsResult, TargetPlanner, plan_rows, run_in_chunks
@@ -55,7 +56,8 @@ class EvolutionSettings:
             the ImageNet fc6 prior's box of median 12, as Animadversio's 2-3).
         lower_bound: codes are clipped below at this (None: no lower bound); the upper bounds are the run's.
         fit_mode, post_relu, stop_early: how the model scorer sees the images (as DGN-AM's settings).
-        precision: "fp32" or "bf16" (autocast of the generator and the model scorer).
+        precision: "fp32" or "bf16" (autocast on bf16 copies of the generator's and the model scorer's
+            weights; see ``dgn.placement``).
         noise: "gaussian:SNR" or "poisson:GAIN" on the model scorer's scores (see ``dgn.scorers.Noise``).
         strip_every: keep each row's best code every this many generations (the evolution strip).
         score_batch: images decoded and scored at once (memory vs speed).
@@ -159,14 +161,13 @@ class Evolution(TargetPlanner):
                  scorer: object | None = None) -> None:
         self.settings = settings or EvolutionSettings()
         self.device = resolve_device(device)
-        self.generator = generator.to(self.device)
-        self.generator.module.eval()
         if classifier is None and scorer is None:
             raise DGNError("evolution needs a classifier (its units are scored) or a black-box scorer")
-        self.classifier = classifier.to(self.device) if classifier is not None else None  # type: ignore[assignment]
         s = self.settings
+        self.generator = replace(generator, module=place(generator.module, self.device, s.precision))
+        self.classifier = None  # type: ignore[assignment]
         if classifier is not None:
-            classifier.module.eval()
+            classifier = self.classifier = replace(classifier, module=place(classifier.module, self.device, s.precision))
             self._receptive_fields = ReceptiveFields(classifier.module, input_shape(classifier))
         self.scorer = scorer if scorer is not None else ModelScorer(classifier, s.fit_mode, s.post_relu, s.stop_early)
         if s.noise is not None and not isinstance(self.scorer, ModelScorer):

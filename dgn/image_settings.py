@@ -41,7 +41,7 @@ class ImageAMSettings:
         post_relu: maximise the unit after its ReLU (default: before, as the core).
         crop_receptive_field: crop saved images of spatial units to the unit's receptive field.
         stop_early: stop the classifier's forward pass after the deepest target layer.
-        precision: "fp32" or "bf16" (autocast).
+        precision: "fp32" or "bf16" (autocast on a bf16 copy of the weights; see ``dgn.placement``).
         diversity, diversity_layer: Lucid's diversity term among each target's restarts, as
             ``dgn.synthesis.ActMaxSettings`` (0: off).
         parameterisation: "pixels" (the image itself) or "fourier" (Olah et al. 2017: 1/f-scaled Fourier

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,7 @@ from dgn.layers import forward_to
 from dgn.models import Classifier, Generator, input_shape, model_record
 from dgn.objectives import Objective, UnitObjective, UnitReference, as_objective
 from dgn.params import GeneratorCodes, render_codes
+from dgn.placement import place
 from dgn.receptive import ReceptiveFields, generator_view_box
 from dgn.rows import (
     Row,
@@ -55,7 +56,9 @@ class ActMaxSettings:
             (reached after ``steps`` steps, as act_max computes it).
         decay: multiply the code by this after clipping (the original's "L2" 0.99); 1 disables.
         lower_bound: clip codes below at this (0: fc6 codes are post-ReLU); None disables.
-        precision: "fp32" or "bf16" (autocast; meant for CUDA).
+        precision: "fp32" or "bf16": bf16 autocast on a bf16 copy of the models' convolution and linear
+            weights (the models passed in stay fp32); codes, gradients and steps stay fp32. Fast where the
+            device has bf16 units (GPUs, CPUs with AMX or AVX512_BF16), slow elsewhere.
         fit_mode: how generator images are cropped/resized to the classifier (see ``spaces.fit``).
         post_relu: maximise the unit after ReLU instead of before (the original: before).
         crop_receptive_field: crop saved images of spatial units to the unit's receptive field.
@@ -176,13 +179,9 @@ class DGNAM(TargetPlanner):
     ) -> None:
         self.settings = settings or ActMaxSettings()
         self.device = resolve_device(device)
-        self.generator = generator.to(self.device)
-        self.classifier = classifier.to(self.device)
-        self.generator.module.eval()
-        self.classifier.module.eval()
-        if self.device.type == "cpu":  # oneDNN's convolutions run 1.2-1.4x faster on NHWC (eval/benchmark.py)
-            for module in (self.generator.module, self.classifier.module):
-                module.to(memory_format=torch.channels_last)
+        precision = self.settings.precision
+        self.generator = replace(generator, module=place(generator.module, self.device, precision))
+        self.classifier = replace(classifier, module=place(classifier.module, self.device, precision))
         self._receptive_fields = ReceptiveFields(self.classifier.module, input_shape(self.classifier))
 
     # ----- the optimisation ----------------------------------------------------------------------
