@@ -5,7 +5,7 @@ the deepest target + one backward to the code + the update). Random weights: spe
 Configurations are measured in interleaved rounds and the best round of each is reported
 (like timeit), so a burst of other work on the machine does not decide a ratio.
 
-For each precision (fp32; bf16 under autocast) it prints image-steps/s at batch 1 and the large batch, the
+For each precision (fp32; bf16: autocast over bf16 copies of the weights, see ``dgn.placement``) it prints image-steps/s at batch 1 and the large batch, the
 FLOPs of an image-step (counted), the achieved TFLOP/s and its share of the device's peak for that precision:
 on a GPU the data sheet's, on a CPU the one worked out from what the machine says of itself
 (``dgn.throughput.cpu_peak``: cores, vector width, bf16 units, clock, each with its source), beside the rate of
@@ -17,6 +17,10 @@ forward and the input gradient) and the video path (the shipped LRCN world, 160 
     python eval/benchmark.py                       # CPU: fp32 and bf16, batch 1 vs 16, channels-last vs contiguous, % of peak
     python eval/benchmark.py --device cuda         # also peak memory and --batch auto
     python eval/benchmark.py --classifier resnet50 # the fc6 prior driving a torchvision ResNet-50
+    python eval/benchmark.py --compile             # also the generator through torch.compile, and its compile time
+
+bf16 is also measured the way it ran before its weights were kept in bf16 ("fp32 weights": autocast converting
+every weight on every step), where bf16 is native; everywhere the cost of that conversion is printed.
 
 Every run ends with a planning table: the time (and GPU cost) to visualise every unit of CaffeNet and
 ResNet-50 on 1, 8 and 64 devices like this one, from the measured rate and the measured FLOPs per step.
@@ -167,6 +171,47 @@ def matmul_rate(device: torch.device, dtype: torch.dtype, n: int = 1024, seconds
     return best
 
 
+def weight_count(*models) -> int:
+    return sum(p.numel() for m in models for p in m.module.parameters())
+
+
+def conversion_seconds(gen, clf, device: torch.device) -> float:
+    """Seconds to convert every weight of both models to bf16 once, as autocast does each step (best of 3)."""
+    params = [p for m in (gen, clf) for p in m.module.parameters()]
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        converted = [p.to(torch.bfloat16) for p in params]
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+        del converted
+    return best
+
+
+def compiled_configs(configs: dict, gen, clf, device: torch.device, target: str, batch: int,
+                     native_bf16: bool) -> dict[str, float]:
+    """Add "<precision> b<batch> compiled" configurations, each a DGNAM whose generator runs through
+    ``torch.compile`` (the classifier's capture hooks and early stop keep Dynamo from compiling it), compile
+    them with one step, and return the seconds each compilation took. None when no compiler can be used."""
+    import shutil
+
+    if device.type == "cpu" and not (shutil.which("c++") or shutil.which("g++")):
+        print("--compile: no C++ compiler here (torch.compile's CPU backend needs one); not measured")
+        return {}
+    seconds = {}
+    for precision in ("fp32", "bf16") if native_bf16 else ("fp32",):
+        own = load_generator(gen.name, random_weights=True)  # compile() changes the module it is called on
+        dgnam = DGNAM(own, clf, ActMaxSettings(precision=precision), device)
+        dgnam.generator.module.compile()
+        name = f"{precision} b{batch} compiled"
+        start = time.perf_counter()
+        timed_rate(dgnam, target, batch, 1)
+        seconds[name] = time.perf_counter() - start
+        configs[name] = (dgnam, target, batch)
+    return seconds
+
+
 def share(achieved: float, peak: float | None) -> str:
     return f"{100 * achieved / peak:5.1f}%" if peak else "    ?"
 
@@ -179,6 +224,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batches", default="1,16", help="small,large; large may be 'auto' (from free memory)")
     parser.add_argument("--skip", default="", help="comma-separated parts to leave out: baseline, video, hidden")
+    parser.add_argument("--compile", action="store_true",
+                        help="also measure the generator through torch.compile (with its compile time)")
     parser.add_argument("--usd-per-hour", type=float, default=3.0, help="device-hour price for the plan")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -222,7 +269,14 @@ def main() -> None:
         large_of[precision] = large
         configs[f"{precision} b{large}"] = (dgnam, out, large)
         configs[f"{precision} b{large} {other_layout}"] = (with_layout(other_layout, precision), out, large)
+        if precision == "bf16":  # how bf16 ran before the weights were kept in bf16: autocast converting them
+            converting = DGNAM(gen, clf, ActMaxSettings(), device)
+            converting.settings = replace(converting.settings, precision="bf16")
+            configs[f"bf16 b{large} fp32 weights"] = (converting, out, large)
     large = large_of["fp32"]
+    compile_seconds = {}
+    if args.compile:
+        compile_seconds = compiled_configs(configs, gen, clf, device, out, large, native_bf16)
     hidden = () if "hidden" in skip else (("conv3:5", "conv5:5") if args.classifier == "caffenet"
                                           else ("layer2:5", "layer3:5"))
     full = DGNAM(gen, clf, ActMaxSettings(stop_early=False), device)
@@ -261,6 +315,14 @@ def main() -> None:
         print(f"{name:24} {rate[name]:13.2f} {achieved / 1e12:8.3f} {share(achieved, peak_flops(device, precision)):>8} "
               f"{share(achieved, reference[precision]):>9}")
     r1, r2 = rate[f"fp32 b{small}"], rate[f"fp32 b{large}"]
+    print(f"bf16 weights: autocast over fp32 weights converts {weight_count(gen, clf) / 1e6:.0f} M of them on every "
+          f"step, {1e3 * conversion_seconds(gen, clf, device):.0f} ms here; dgn keeps them in bf16 instead")
+    if f"bf16 b{large} fp32 weights" in rate:
+        print(f"bf16 at batch {large}, weights kept in bf16 / converted every step: "
+              f"{rate[f'bf16 b{large}'] / rate[f'bf16 b{large} fp32 weights']:.2f}x")
+    for name, seconds in compile_seconds.items():
+        plain = name.removesuffix(" compiled")
+        print(f"{name}: {rate[name] / rate[plain]:.2f}x of eager, after {seconds:.0f} s of compilation")
     print(f"fp32 batch {large} / batch {small}: {r2 / r1:.2f}x;  default / {other_layout} at batch {large}: "
           f"{r2 / rate[f'fp32 b{large} {other_layout}']:.2f}x;  bf16 / fp32 at batch {small}: "
           f"{rate[f'bf16 b{small}'] / r1:.2f}x" + ("" if native_bf16 else " (no native bf16 here)"))
