@@ -68,6 +68,23 @@ def test_demo_records_its_changes_from_the_paper_and_can_run_the_paper_settings(
     assert (load_bounds(BOUNDS) <= load_bounds(PAPER_BOUNDS)).all()
 
 
+def test_demo_runs_bf16_only_on_a_cpu_with_amx(monkeypatch, quick_demo):
+    from dgn import throughput
+    from dgn.demo import demo_precision
+
+    zen3 = throughput.cpu_peak("flags\t: avx2 fma\n", capability="AVX2", cores=2)
+    sapphire = throughput.cpu_peak("flags\t: avx2 fma avx512f avx512_bf16 amx_bf16 amx_tile\n", capability="AVX512",
+                                   cores=2)
+    cooper = throughput.cpu_peak("flags\t: avx2 fma avx512f avx512_bf16\n", capability="AVX512", cores=2)
+    for peak, expected in ((zen3, "fp32"), (sapphire, "bf16"), (cooper, "fp32")):
+        monkeypatch.setattr(throughput, "cpu_peak", lambda peak=peak: peak)
+        assert demo_precision("cpu") == expected
+    monkeypatch.undo()
+    out, printed = quick_demo
+    ran = json.loads((out / "manifest.json").read_text())["config"]["settings"]["precision"]
+    assert ran == demo_precision("cpu") and f"s ({ran}); open" in printed
+
+
 def test_demo_plan_steps():
     from dgn.demo import DEMO_STEPS, HIDDEN_TARGETS, plan
 

@@ -15,6 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--restarts", type=int, default=4)
     p.add_argument("--steps", type=int, default=None, help="act_max steps (default 400; 200 with --paper)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="auto (default): bf16 on a CPU with AMX, fp32 elsewhere")
     p.add_argument("--images", default=None, metavar="DIR|ARCHIVE",
                    help="real CIFAR-10 images (class folders, or a tar archive of them) for the atlas's dataset "
                         "examples (default: the shared fixtures' copy when present)")
@@ -32,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.time()
     with progress_bar(len(targets) * restarts * steps, "demo") as update:
         summary = demo.run_demo(args.out, args.quick, args.restarts, args.steps, args.device, args.weights_dir,
-                                progress=update, paper=args.paper, images=args.images)
+                                progress=update, paper=args.paper, images=args.images,
+                                precision=args.precision)
     rows = summary["rows"]
     print(f"{'target':<10} {'class':<11} {'restarts':>8} {'act start':>10} {'act end':>9}  judge (ResNet-20)")
     for target in dict.fromkeys(r["target"] for r in rows):
@@ -48,5 +51,5 @@ def run(args: argparse.Namespace) -> int:
     atlas = summary["atlas"]
     examples = "with dataset examples" if summary["examples"] else "without dataset examples (no CIFAR-10 images found: --images)"
     print(f"atlas of {atlas['units']} units {examples}: open {atlas['index']}")
-    print(f"{len(rows)} images in {time.time() - start:.0f} s; open {summary['index']}")
+    print(f"{len(rows)} images in {time.time() - start:.0f} s ({summary['precision']}); open {summary['index']}")
     return 0
