@@ -175,7 +175,10 @@ def test_the_real_ucf101_clip_loads(fixtures_dir, one_thread):
 def test_cli_synthesises_and_probes_on_the_offline_world(tmp_path, capsys, one_thread):
     from dgn.cli import main
 
-    assert main(["video", "--class", "right", "--frames", "8", "--steps", "30", "--device", "cpu",
+    # 30 steps from lr 2, not act_max's 8: from lr 8 the first steps are a chaotic walk whose course depends on the
+    # float kernels' last bits (channels-last: 2 of 5 seeds ended below their start); from lr 2 all of seeds 0-9
+    # rose in both memory layouts, by +2.7 at least (AMD EPYC, one thread)
+    assert main(["video", "--class", "right", "--frames", "8", "--steps", "30", "--lr-start", "2", "--device", "cpu",
                  "--out", str(tmp_path)]) == 0
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["class"] == 1 and manifest["config"]["settings"]["frames"] == 8
