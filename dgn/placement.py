@@ -1,8 +1,8 @@
 """How a method runs a model: on its device, in eval mode, in the memory layout and precision that are fastest there.
 
 bf16 keeps a copy of the model whose convolution and linear weights are stored in bf16, so the autocast of
-every step no longer converts them again (CaffeNet and the fc6 prior: 117 M parameters, about 90 ms of
-copies per step on a 2-core CPU, as long as a whole fp32 step at batch 1). The copy takes and returns fp32
+every step no longer converts them again (CaffeNet and the fc6 prior: 117 M parameters, 77-90 ms of copies
+per step on a 2-core CPU, about three quarters of a whole fp32 step at batch 1). The copy takes and returns fp32
 tensors and runs under bf16 autocast itself, so codes, gradients and the step arithmetic stay fp32 and the
 act_max dynamics are those of autocast; the models passed in keep their fp32 weights.
 """
