@@ -193,7 +193,7 @@ def compiled_configs(configs: dict, gen, clf, device: torch.device, target: str,
                      native_bf16: bool) -> dict[str, float]:
     """Add "<precision> b<batch> compiled" configurations, each a DGNAM whose generator runs through
     ``torch.compile`` (the classifier's capture hooks and early stop keep Dynamo from compiling it), compile
-    them with one step, and return the seconds each compilation took. None when no compiler can be used."""
+    them with one step, and return the seconds each compilation took (none when no compiler can be used)."""
     import shutil
 
     if device.type == "cpu" and not (shutil.which("c++") or shutil.which("g++")):

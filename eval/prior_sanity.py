@@ -96,9 +96,8 @@ def cut_up(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
 
 def laplacian_variance(x: torch.Tensor) -> torch.Tensor:
     """Per image: the variance of the discrete Laplacian of its grey image on the 0..255 scale."""
-    grey = (x * 255).mul(torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
     kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
-    return F.conv2d(grey, kernel).flatten(1).var(1)
+    return F.conv2d(grey255(x)[:, None], kernel).flatten(1).var(1)
 
 
 def quarter_correlation(x: torch.Tensor) -> float:
